@@ -1,0 +1,224 @@
+"""Paths and typed configuration.
+
+What a user edits: nothing here. Every data path derives from one root, `data/` next to this file, which the
+environment variable `DYNABOA_DATA` overrides (e.g. `DYNABOA_DATA=data/synthetic` for the synthetic world, which
+is written in the same layout). `PW3D_ROOT`, `H36M_ROOT` and `INTERNET_ROOT` may also be set on their own.
+`data/README.md` shows the expected tree and where each file comes from.
+
+Configs are dataclasses; `build_parser` turns one into an argparse parser with `--x/--no-x` booleans and, for
+compatibility with the original scripts, the underscore spellings (`--use_boa 1`) as well.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def data_root() -> Path:
+    """The data root: `$DYNABOA_DATA` if set (relative paths are taken from the working directory), else `data/`."""
+    env = os.environ.get("DYNABOA_DATA")
+    return Path(env).resolve() if env else REPO_ROOT / "data"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Every file and folder a run may read, derived from one root (layout of the original release, §1.7)."""
+
+    root: Path
+    smpl_model_dir: Path
+    j_regressor_extra: Path
+    j_regressor_h36m: Path
+    smpl_mean_params: Path
+    gmm_prior: Path
+    base_model: Path
+    dataset_extras: Path
+    retrieval_dir: Path
+    pw3d_root: Path
+    h36m_root: Path
+    internet_root: Path
+
+    @classmethod
+    def from_root(cls, root: Path | str | None = None) -> "DataPaths":
+        root = Path(root).resolve() if root is not None else data_root()
+        env = os.environ
+        return cls(
+            root=root,
+            smpl_model_dir=root / "smpl",
+            j_regressor_extra=root / "J_regressor_extra.npy",
+            j_regressor_h36m=root / "J_regressor_h36m.npy",
+            smpl_mean_params=root / "smpl_mean_params.npz",
+            gmm_prior=_first_existing(root / "gmm_08.pkl", root / "spin_data" / "gmm_08.pkl"),
+            base_model=root / "basemodel.pt",
+            dataset_extras=root / "dataset_extras",
+            retrieval_dir=root / "retrieval_res",
+            pw3d_root=Path(env["PW3D_ROOT"]) if "PW3D_ROOT" in env else root / "3dpw",
+            h36m_root=Path(env["H36M_ROOT"]) if "H36M_ROOT" in env else root / "h36m",
+            internet_root=Path(env["INTERNET_ROOT"]) if "INTERNET_ROOT" in env else root / "internet",
+        )
+
+
+def _first_existing(*candidates: Path) -> Path:
+    """The first candidate that exists, else the first (so error messages name the preferred place)."""
+    for path in candidates:
+        if path.exists():
+            return path
+    return candidates[0]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Config dataclass -> command line
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _strip_optional(tp: Any) -> Any:
+    """`X | None` -> X."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _parse_bool01(text: str) -> bool:
+    """The original's integer flags: `--use_boa 1` / `--use_boa 0` (also true/false)."""
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, group_title: str | None = None, aliases: dict | None = None
+) -> None:
+    """Add one option per field of dataclass `cls`.
+
+    A field `use_boa: bool` becomes `--use-boa/--no-use-boa` plus the original spelling `--use_boa {0,1}`; other
+    fields become `--field-name VALUE` plus `--field_name VALUE`. `aliases` maps a field name to extra option
+    strings (e.g. the original's `--vid_path` for `video`). Help text is the field's `metadata["help"]`.
+    """
+    group = parser.add_argument_group(group_title or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    aliases = aliases or {}
+    for f in fields(cls):
+        tp = _strip_optional(hints[f.name])
+        dashed = "--" + f.name.replace("_", "-")
+        under = "--" + f.name
+        extra = list(aliases.get(f.name, ()))
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if tp is bool:
+            group.add_argument(dashed, *extra, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+            if under != dashed:
+                group.add_argument(under, dest=f.name, type=_parse_bool01, metavar="{0,1}",
+                                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        choices = f.metadata.get("choices")
+        if choices:
+            kwargs["choices"] = choices
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple):
+            kwargs["nargs"] = "+"
+            kwargs["type"] = typing.get_args(tp)[0]
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        elif tp is Path:
+            kwargs["type"] = Path
+        else:
+            raise TypeError(f"unsupported field type {tp!r} for {cls.__name__}.{f.name}")
+        names = [dashed] + ([under] if under != dashed else []) + extra
+        group.add_argument(*names, **kwargs)
+
+
+def config_from_namespace(cls: type, ns: argparse.Namespace, yaml_path: Path | str | None = None) -> Any:
+    """Build `cls` from defaults, then a YAML file (if given), then the options given on the command line."""
+    values: dict[str, Any] = {}
+    names = {f.name for f in fields(cls)}
+    if yaml_path:
+        loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        unknown = set(loaded) - names
+        if unknown:
+            raise ValueError(f"{yaml_path}: unknown keys {sorted(unknown)} for {cls.__name__}")
+        values.update(loaded)
+    values.update({k: v for k, v in vars(ns).items() if k in names})
+    hints = typing.get_type_hints(cls)
+    for name, value in list(values.items()):
+        if _strip_optional(hints[name]) is Path and value is not None:
+            values[name] = Path(value)
+    return cls(**values)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A YAML-safe dict of a config dataclass (paths as strings)."""
+    out = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        out[key] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def save_config(cfg: Any, path: Path | str) -> None:
+    """Write the resolved config next to a run's results."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def _h(text: str, **extra: Any) -> Any:
+    """A dataclass field default with help text (kept next to the value, nanoGPT style)."""
+    default = extra.pop("default")
+    return field(default=default, metadata={"help": text, **extra})
+
+
+@dataclass
+class AdaptConfig:
+    """Hyper-parameters of online adaptation; defaults are the original 3DPW settings (reference §1.4, §4.10)."""
+
+    lr: float = _h("upper-level Adam learning rate", default=3e-6)
+    beta1: float = _h("Adam beta1", default=0.5)
+    beta2: float = _h("Adam beta2", default=0.9)
+    use_boa: bool = _h("bilevel (BOA) step; off = plain online fine-tuning", default=True)
+    fastlr: float = _h("lower-level (probe) SGD step size", default=8e-6)
+    inner_step: int = _h("number of lower-level steps", default=1)
+    first_order: bool = _h("first-order bilevel gradient as the original; off = second order as BOA", default=True)
+    s2dloss_weight: float = _h("2D reprojection loss weight", default=10.0)
+    shape_prior_weight: float = _h("shape prior weight (2e-4 for internet videos)", default=2e-6)
+    pose_prior_weight: float = _h("GMM pose prior weight", default=1e-4)
+    use_frame_losses_lower: bool = _h("frame losses at the lower level", default=True)
+    use_frame_losses_upper: bool = _h("frame losses at the upper level", default=True)
+    use_temporal_losses_lower: bool = _h("teacher and motion losses at the lower level", default=False)
+    use_temporal_losses_upper: bool = _h("teacher and motion losses at the upper level", default=True)
+    sample_num: int = _h("source exemplars retrieved per loss evaluation", default=1)
+    retrieval: bool = _h("retrieve source exemplars (off with --source-free)", default=True)
+    dynamic_boa: bool = _h("dynamic extra steps while the update still changes the features", default=True)
+    cos_sim_threshold: float = _h("stop when 1 - cos(fc1 before, after) falls below this", default=3.1e-4)
+    optim_steps: int = _h("most dynamic extra steps per frame", default=7)
+    lower_level_mixtrain: bool = _h("labelled source loss at the lower level", default=True)
+    upper_level_mixtrain: bool = _h("labelled source loss at the upper level", default=True)
+    labelloss_weight: float = _h("labelled source loss weight", default=0.1)
+    use_meanteacher: bool = _h("EMA mean teacher", default=True)
+    alpha: float = _h("EMA factor: teacher = alpha*teacher + (1-alpha)*student", default=0.1)
+    teacherloss_weight: float = _h("teacher consistency weight", default=0.1)
+    use_motion: bool = _h("2D motion loss", default=True)
+    interval: int = _h("frame gap of the motion loss", default=5)
+    motionloss_weight: float = _h("motion loss weight", default=0.8)
+
+
+def build_parser(
+    description: str, configs: Sequence[tuple[type, str]], aliases: dict | None = None
+) -> argparse.ArgumentParser:
+    """A parser with `--config YAML` and one argument group per (dataclass, title)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, default=None, help="YAML file overriding the defaults")
+    for cls, title in configs:
+        add_dataclass_arguments(parser, cls, title, aliases)
+    return parser
