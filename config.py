@@ -183,6 +183,7 @@ def _h(text: str, **extra: Any) -> Any:
 class AdaptConfig:
     """Hyper-parameters of online adaptation; defaults are the original 3DPW settings (reference §1.4, §4.10)."""
 
+    adapt: bool = _h("adapt online; off = the base model alone", default=True)
     lr: float = _h("upper-level Adam learning rate", default=3e-6)
     beta1: float = _h("Adam beta1", default=0.5)
     beta2: float = _h("Adam beta2", default=0.9)
@@ -211,6 +212,9 @@ class AdaptConfig:
     use_motion: bool = _h("2D motion loss", default=True)
     interval: int = _h("frame gap of the motion loss", default=5)
     motionloss_weight: float = _h("motion loss weight", default=0.8)
+    keypoint_block: str = _h("joints that drive adaptation: the 24 GT joints or the 25 OpenPose joints",
+                             default="gt", choices=("gt", "openpose"))
+    teacher_dropout: bool = _h("dropout on in the teacher (the original's benchmark); off = eval mode", default=False)
 
 
 def build_parser(
