@@ -1,0 +1,345 @@
+"""DynaBOA online adaptation (reference-dynaboa.md §4), with no file I/O and no printing.
+
+One `Adaptor` serves every entry point (the 3DPW benchmark, internet videos, the webcam). Per frame `step(frame)`:
+
+1. teacher forward on the frame (no grad): the teacher loss target, and the pooled feature used as the retrieval
+   key (the teacher is 90% the student, so its nearest cluster is the student's; with the teacher off, a no-grad
+   student forward gives the key instead);
+2. lower level at theta: one batched forward of [frame, exemplar], loss = frame + labelled; the gradient gives the
+   probe theta' = theta - fastlr * g (first order: g is a constant; second order: differentiated through, as BOA).
+   The frame's `fc1_iter3` feature of this forward is the dynamic rule's "before" feature (no separate pass);
+3. upper level at theta': one batched forward of [frame, new exemplar, history frame], loss = frame + teacher +
+   motion + labelled, backward to theta, Adam step, teacher EMA;
+4. a no-grad forward at the new theta on the frame: the dynamic rule's "after" feature and, when no further step
+   follows, the frame's prediction. While 1 - cos(before, after) > threshold and fewer than `optim_steps` extra steps
+   were taken: a single-level step at theta (batched forward of [frame, exemplar, history], teacher forward, backward,
+   Adam, EMA) and another no-grad check forward.
+
+Passes per frame (DynaBOA defaults, k dynamic steps): forwards 4 + 3k (teacher B=1, lower B=2, upper B=3, check B=1;
+each dynamic step: teacher B=1, upper B=3, check B=1), backwards 2 + k. The original needs at least 9 forwards and
+2 backwards for the bilevel part alone, with 2 full-resolution image reads (reference §8).
+
+Motion history is a ring buffer of the last `interval` frames of the current track, reset whenever the track changes
+(the original keeps every frame forever and pairs frames across tracks, §10 items 11-12). The motion loss is active
+from the track's frame `interval` on (the original starts one frame later, §10 item 14).
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Protocol
+
+import torch
+
+from config import AdaptConfig
+from models import losses
+from models.hmr import HMR, HMROutput
+from models.meta import NonFiniteGradientError, all_finite, inner_step
+from models.prior import pose_prior_loss, shape_prior_loss
+from utils.constants import GT_SLICE, OP_SLICE
+from utils.geometry import batch_rodrigues, project_to_crop
+
+
+def _scalar(t: torch.Tensor) -> float:
+    """A loss as a plain float for logging (no graph kept)."""
+    return float(t.detach())
+
+
+@dataclass
+class Frame:
+    """One cropped person frame.
+
+    Attributes:
+        image: [1, 3, H, W] normalised crop.
+        keypoints: [1, 49, 3] normalised 2D keypoints with confidence (the 49-joint layout).
+        track_id: identifies the person track; a change resets the motion history.
+    """
+
+    image: torch.Tensor
+    keypoints: torch.Tensor
+    track_id: Hashable = 0
+
+
+@dataclass
+class ExemplarBatch:
+    """Labelled source exemplars: images [n,3,H,W], keypoints [n,49,3], pose [n,72] axis-angle, betas [n,10],
+    joints3d [n,24,4] (metres + confidence)."""
+
+    images: torch.Tensor
+    keypoints: torch.Tensor
+    pose: torch.Tensor
+    betas: torch.Tensor
+    joints3d: torch.Tensor
+
+
+class ExemplarSource(Protocol):
+    """Anything that returns `n` labelled source exemplars near a pooled feature (the retrieval database)."""
+
+    def retrieve(self, feature: torch.Tensor, n: int) -> ExemplarBatch:  # feature: [1, D]
+        ...
+
+
+@dataclass
+class StepResult:
+    """What one frame produced: the final prediction (batch 1) and how it was reached."""
+
+    output: HMROutput
+    vertices: torch.Tensor  # [1, 6890, 3] neutral SMPL, no translation
+    joints: torch.Tensor  # [1, 49, 3]
+    updated: bool  # False when the frame was only predicted (no keypoints, non-finite loss, adapt off)
+    dynamic_steps: int = 0
+    skipped_reason: str | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+    passes: dict[str, int] = field(default_factory=lambda: {"forward": 0, "backward": 0})
+
+
+# A loss or gradient was NaN or infinite: the update is skipped (one exception for the inner step and the Adam step).
+NonFiniteError = NonFiniteGradientError
+
+
+class Adaptor:
+    """Online adaptation of an HMR model, one frame at a time (batch size 1).
+
+    Args:
+        model: the student HMR (adapted in place). It is kept in eval mode (dropout off), as the original.
+        smpl: neutral SMPL module giving `.joints [B,49,3]` and `.vertices`.
+        cfg: hyper-parameters (`config.AdaptConfig`).
+        pose_prior: GMM prior module, or None to drop the pose prior.
+        exemplars: the labelled source database, or None for source-free adaptation.
+    """
+
+    def __init__(self, model: HMR, smpl: torch.nn.Module, cfg: AdaptConfig,
+                 pose_prior: torch.nn.Module | None = None, exemplars: ExemplarSource | None = None) -> None:
+        self.model, self.smpl, self.cfg = model.eval(), smpl, cfg
+        self.pose_prior = pose_prior
+        self.exemplars = exemplars if cfg.retrieval else None
+        self.block = GT_SLICE if cfg.keypoint_block == "gt" else OP_SLICE
+        self._initial_state = copy.deepcopy(model.state_dict())
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to the base model: weights, Adam state, teacher and history."""
+        self.model.load_state_dict(self._initial_state)
+        self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        self.optimizer = torch.optim.Adam(self.params.values(), lr=self.cfg.lr,
+                                          betas=(self.cfg.beta1, self.cfg.beta2))
+        self.teacher = None
+        if self.cfg.use_meanteacher:
+            self.teacher = copy.deepcopy(self.model).requires_grad_(False)
+            self.teacher.train(self.cfg.teacher_dropout)
+        self.history: collections.deque[Frame] = collections.deque(maxlen=max(self.cfg.interval, 1))
+        self.track_id: Hashable | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume the stream: weights, optimiser, teacher, history."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "history": [dataclasses.astuple(f) for f in self.history],
+            "track_id": self.track_id,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.teacher is not None and state["teacher"] is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.history.clear()
+        self.history.extend(Frame(*f) for f in state["history"])
+        self.track_id = state["track_id"]
+
+    # ----------------------------------------------------------------------------------------------------------
+    def step(self, frame: Frame) -> StepResult:
+        """Adapt on one frame, then predict it with the final weights."""
+        assert frame.image.dim() == 4 and frame.image.shape[0] == 1, frame.image.shape
+        assert frame.keypoints.shape == (1, 49, 3), frame.keypoints.shape
+        if frame.track_id != self.track_id:
+            self.history.clear()
+            self.track_id = frame.track_id
+        passes = {"forward": 0, "backward": 0}
+        kp = frame.keypoints[:, self.block]
+        usable = bool(torch.isfinite(frame.keypoints).all()) and bool((kp[..., 2] > 0).any())
+        result = None
+        if self.cfg.adapt and usable:
+            try:
+                result = self._adapt(frame, passes)
+            except NonFiniteError as err:
+                result = self._predict(frame, passes, updated=False, reason=str(err))
+        if result is None:
+            reason = None if not self.cfg.adapt else "no usable keypoints"
+            result = self._predict(frame, passes, updated=False, reason=reason)
+        self.history.append(Frame(frame.image.detach(), torch.nan_to_num(frame.keypoints.detach()), frame.track_id))
+        return result
+
+    # ----------------------------------------------------------------------------------------------------------
+    def _adapt(self, frame: Frame, passes: dict[str, int]) -> StepResult:
+        cfg = self.cfg
+        logs: dict[str, float] = {}
+        teacher_out, key = self._teacher_forward(frame, passes)
+        if cfg.use_boa:
+            before = self._bilevel(frame, teacher_out, key, passes, logs)
+        else:  # plain online fine-tuning (§4.13): one Adam step on the lower-level loss
+            loss, before = self._level_loss(frame, self.params, key, teacher_out, "lower", passes, logs)
+            self._apply(loss, passes)
+        check = self._check_forward(frame, passes)
+        steps, reason = 0, None
+        if cfg.use_boa and cfg.dynamic_boa:
+            change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
+            while change > cfg.cos_sim_threshold and steps < cfg.optim_steps:
+                teacher_out, _ = self._teacher_forward(frame, passes, need_key=False)
+                loss, before = self._level_loss(frame, self.params, key, teacher_out, "upper", passes, logs)
+                try:
+                    self._apply(loss, passes)
+                except NonFiniteError as err:  # keep the steps already taken; stop here
+                    reason = f"dynamic step {steps + 1}: {err}"
+                    break
+                steps += 1
+                check = self._check_forward(frame, passes)
+                change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
+        return self._result(check, frame, passes, True, steps, reason, logs)
+
+    def _bilevel(self, frame: Frame, teacher_out: HMROutput | None, key: torch.Tensor, passes: dict[str, int],
+                 logs: dict[str, float]) -> torch.Tensor:
+        """Lower-level probe then upper-level Adam step; returns the frame's fc1_iter3 feature at theta."""
+        cfg = self.cfg
+        probed = self.params
+        before = None
+        for _ in range(max(cfg.inner_step, 1)):
+            low, feat = self._level_loss(frame, probed, key, teacher_out, "lower", passes, logs)
+            before = feat if before is None else before
+            self._require_finite(low, "lower-level loss")
+            probed = inner_step(low, probed, cfg.fastlr, first_order=cfg.first_order)
+            passes["backward"] += 1
+        up, _ = self._level_loss(frame, probed, key, teacher_out, "upper", passes, logs)
+        self._apply(up, passes)
+        return before
+
+    def _level_loss(self, frame: Frame, params: dict[str, torch.Tensor], key: torch.Tensor,
+                    teacher_out: HMROutput | None, level: str, passes: dict[str, int],
+                    logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lower- or upper-level loss at `params`, from one batched forward of [frame, exemplars, history].
+
+        Returns the loss and the frame's detached `fc1_iter3` feature of that forward.
+        """
+        cfg = self.cfg
+        lower = level == "lower"
+        use_frame = cfg.use_frame_losses_lower if lower else cfg.use_frame_losses_upper
+        temporal = cfg.use_temporal_losses_lower if lower else cfg.use_temporal_losses_upper
+        mixtrain = (cfg.lower_level_mixtrain if lower else cfg.upper_level_mixtrain) and self.exemplars is not None
+        hist = self.history[0] if (temporal and cfg.use_motion and len(self.history) >= cfg.interval) else None
+        ex = self.exemplars.retrieve(key, cfg.sample_num) if mixtrain else None
+        images = [frame.image] + ([ex.images] if ex is not None else []) + ([hist.image] if hist else [])
+        out = self._forward(params, torch.cat(images), passes)
+        joints = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
+                           global_orient=out.pred_rotmat[:, :1], pose2rot=False).joints
+        kp2d = project_to_crop(joints, out.pred_cam)
+        total = joints.new_zeros(())
+        if use_frame:
+            total = total + self._frame_loss(out, kp2d, frame, level, logs)
+        if temporal and teacher_out is not None:
+            t_joints = self.smpl(betas=teacher_out.pred_betas, body_pose=teacher_out.pred_rotmat[:, 1:],
+                                 global_orient=teacher_out.pred_rotmat[:, :1], pose2rot=False).joints
+            t_loss = losses.teacher_loss(kp2d[:1], project_to_crop(t_joints, teacher_out.pred_cam), joints[:1],
+                                         t_joints, out.pred_rotmat[:1], teacher_out.pred_rotmat, out.pred_betas[:1],
+                                         teacher_out.pred_betas)
+            total = total + cfg.teacherloss_weight * t_loss
+            logs[f"{level}/teacher"] = _scalar(t_loss)
+        if hist is not None:
+            m_loss = losses.motion_loss(kp2d[:1, self.block], kp2d[-1:, self.block],
+                                        frame.keypoints[:, self.block], hist.keypoints[:, self.block])
+            total = total + cfg.motionloss_weight * m_loss
+            logs[f"{level}/motion"] = _scalar(m_loss)
+        if ex is not None:
+            n = ex.images.shape[0]
+            rows = slice(1, 1 + n)
+            lab = self._labelled_loss(out, joints[rows], kp2d[rows], rows, ex)
+            total = total + cfg.labelloss_weight * lab
+            logs[f"{level}/labelled"] = _scalar(lab)
+        logs[f"{level}/total"] = _scalar(total)
+        return total, out.features["fc1_iter3"][:1].detach()
+
+    def _frame_loss(self, out: HMROutput, kp2d: torch.Tensor, frame: Frame, level: str,
+                    logs: dict[str, float]) -> torch.Tensor:
+        cfg = self.cfg
+        l2d = losses.keypoint_2d_loss(kp2d[:1, self.block], frame.keypoints[:, self.block])
+        l_beta = shape_prior_loss(out.pred_betas[:1])
+        loss = cfg.s2dloss_weight * l2d + cfg.shape_prior_weight * l_beta
+        if self.pose_prior is not None:
+            loss = loss + cfg.pose_prior_weight * pose_prior_loss(self.pose_prior, out.pred_rotmat[:1])
+        logs[f"{level}/kp2d"] = _scalar(l2d)
+        return loss
+
+    def _labelled_loss(self, out: HMROutput, joints: torch.Tensor, kp2d: torch.Tensor, rows: slice,
+                       ex: ExemplarBatch) -> torch.Tensor:
+        """`5 L2d + 5 L3d + 0.001 MSE(beta) + 1 MSE(R)` on the exemplar rows (§4.2), on the 24 GT joints."""
+        n = ex.pose.shape[0]
+        gt_rotmat = batch_rodrigues(ex.pose.reshape(-1, 3)).view(n, 24, 3, 3)
+        l2d = losses.keypoint_2d_loss(kp2d[:, GT_SLICE], ex.keypoints[:, GT_SLICE])
+        l3d = losses.keypoint_3d_loss(joints[:, GT_SLICE], ex.joints3d)
+        l_pose, l_beta = losses.smpl_param_loss(out.pred_rotmat[rows], out.pred_betas[rows], gt_rotmat, ex.betas)
+        return 5.0 * l2d + 5.0 * l3d + 0.001 * l_beta + 1.0 * l_pose
+
+    # ----------------------------------------------------------------------------------------------------------
+    def _forward(self, params: dict[str, torch.Tensor], images: torch.Tensor, passes: dict[str, int]) -> HMROutput:
+        passes["forward"] += 1
+        if params is self.params:
+            return self.model(images, return_features=True)
+        return torch.func.functional_call(self.model, params, (images,), {"return_features": True})
+
+    def _teacher_forward(self, frame: Frame, passes: dict[str, int], need_key: bool = True
+                         ) -> tuple[HMROutput | None, torch.Tensor | None]:
+        """The teacher's prediction on the frame and the retrieval key (its pooled feature)."""
+        with torch.no_grad():
+            if self.teacher is not None and self.cfg.use_temporal_losses_upper:
+                passes["forward"] += 1
+                out = self.teacher(frame.image)
+                return out, out.feature
+            if need_key and self.exemplars is not None:
+                passes["forward"] += 1
+                return None, self.model(frame.image).feature
+        return None, None
+
+    def _check_forward(self, frame: Frame, passes: dict[str, int]) -> HMROutput:
+        with torch.no_grad():
+            passes["forward"] += 1
+            return self.model(frame.image, return_features=True)
+
+    def _apply(self, loss: torch.Tensor, passes: dict[str, int]) -> None:
+        """Backward to theta and one Adam step, unless the loss or a gradient is non-finite; then the EMA."""
+        self._require_finite(loss, "loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        passes["backward"] += 1
+        if not all_finite([p.grad for p in self.params.values() if p.grad is not None]):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteError("non-finite gradient")
+        self.optimizer.step()
+        self._update_teacher()
+
+    def _update_teacher(self) -> None:
+        """teacher = alpha * teacher + (1 - alpha) * student, after every Adam step (§4.7)."""
+        if self.teacher is None:
+            return
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.model.parameters()):
+                t.mul_(self.cfg.alpha).add_(s, alpha=1.0 - self.cfg.alpha)
+
+    @staticmethod
+    def _require_finite(loss: torch.Tensor, what: str) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"non-finite {what}")
+
+    def _predict(self, frame: Frame, passes: dict[str, int], updated: bool, reason: str | None) -> StepResult:
+        return self._result(self._check_forward(frame, passes), frame, passes, updated, 0, reason, {})
+
+    def _result(self, out: HMROutput, frame: Frame, passes: dict[str, int], updated: bool, steps: int,
+                reason: str | None, logs: dict[str, float]) -> StepResult:
+        with torch.no_grad():
+            smpl_out = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
+                                 global_orient=out.pred_rotmat[:, :1], pose2rot=False)
+        return StepResult(output=out, vertices=smpl_out.vertices, joints=smpl_out.joints, updated=updated,
+                          dynamic_steps=steps, skipped_reason=reason, losses=logs, passes=passes)
