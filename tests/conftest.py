@@ -1,0 +1,21 @@
+"""Shared pytest fixtures.
+
+`body_root` writes the procedural SMPL-format body once per test session (the licensed SMPL model cannot be
+shipped); tests of any module that needs SMPL use it as the data root (`config.DataPaths.from_root(body_root)`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def body_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary data root holding `smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl`, `J_regressor_extra.npy` and
+    `J_regressor_h36m.npy` written by `datasets.synthetic.body_model.write_body_model`."""
+    from datasets.synthetic.body_model import write_body_model
+
+    root = tmp_path_factory.mktemp("body")
+    write_body_model(root, seed=0)
+    return root
