@@ -104,8 +104,8 @@ def add_dataclass_arguments(
 ) -> None:
     """Add one option per field of dataclass `cls`.
 
-    A field `use_boa: bool` becomes `--use-boa/--no-use-boa` plus the original spelling `--use_boa {0,1}`; other
-    fields become `--field-name VALUE` plus `--field_name VALUE`. `aliases` maps a field name to extra option
+    A field `use_boa: bool` becomes `--use-boa [0|1]` and `--no-use-boa` plus the original spelling
+    `--use_boa {0,1}`; other fields become `--field-name VALUE` plus `--field_name VALUE`. `aliases` maps a field name to extra option
     strings (e.g. the original's `--vid_path` for `video`). Help text is the field's `metadata["help"]`.
     """
     group = parser.add_argument_group(group_title or cls.__name__)
@@ -118,8 +118,11 @@ def add_dataclass_arguments(
         extra = list(aliases.get(f.name, ()))
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if tp is bool:
-            group.add_argument(dashed, *extra, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
+            # `--x` alone or `--x 1/0` (the original's integer flags), `--no-x`, and the spelling `--x_y 1/0`
+            group.add_argument(dashed, *extra, dest=f.name, nargs="?", const=True, type=_parse_bool01,
+                               metavar="{0,1}", default=argparse.SUPPRESS, help=help_text)
+            group.add_argument("--no-" + dashed[2:], dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                               help=argparse.SUPPRESS)
             if under != dashed:
                 group.add_argument(under, dest=f.name, type=_parse_bool01, metavar="{0,1}",
                                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -173,7 +176,7 @@ def save_config(cfg: Any, path: Path | str) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-def _h(text: str, **extra: Any) -> Any:
+def option(text: str, **extra: Any) -> Any:
     """A dataclass field default with help text (kept next to the value, nanoGPT style)."""
     default = extra.pop("default")
     return field(default=default, metadata={"help": text, **extra})
@@ -183,38 +186,38 @@ def _h(text: str, **extra: Any) -> Any:
 class AdaptConfig:
     """Hyper-parameters of online adaptation; defaults are the original 3DPW settings (reference §1.4, §4.10)."""
 
-    adapt: bool = _h("adapt online; off = the base model alone", default=True)
-    lr: float = _h("upper-level Adam learning rate", default=3e-6)
-    beta1: float = _h("Adam beta1", default=0.5)
-    beta2: float = _h("Adam beta2", default=0.9)
-    use_boa: bool = _h("bilevel (BOA) step; off = plain online fine-tuning", default=True)
-    fastlr: float = _h("lower-level (probe) SGD step size", default=8e-6)
-    inner_step: int = _h("number of lower-level steps", default=1)
-    first_order: bool = _h("first-order bilevel gradient as the original; off = second order as BOA", default=True)
-    s2dloss_weight: float = _h("2D reprojection loss weight", default=10.0)
-    shape_prior_weight: float = _h("shape prior weight (2e-4 for internet videos)", default=2e-6)
-    pose_prior_weight: float = _h("GMM pose prior weight", default=1e-4)
-    use_frame_losses_lower: bool = _h("frame losses at the lower level", default=True)
-    use_frame_losses_upper: bool = _h("frame losses at the upper level", default=True)
-    use_temporal_losses_lower: bool = _h("teacher and motion losses at the lower level", default=False)
-    use_temporal_losses_upper: bool = _h("teacher and motion losses at the upper level", default=True)
-    sample_num: int = _h("source exemplars retrieved per loss evaluation", default=1)
-    retrieval: bool = _h("retrieve source exemplars (off with --source-free)", default=True)
-    dynamic_boa: bool = _h("dynamic extra steps while the update still changes the features", default=True)
-    cos_sim_threshold: float = _h("stop when 1 - cos(fc1 before, after) falls below this", default=3.1e-4)
-    optim_steps: int = _h("most dynamic extra steps per frame", default=7)
-    lower_level_mixtrain: bool = _h("labelled source loss at the lower level", default=True)
-    upper_level_mixtrain: bool = _h("labelled source loss at the upper level", default=True)
-    labelloss_weight: float = _h("labelled source loss weight", default=0.1)
-    use_meanteacher: bool = _h("EMA mean teacher", default=True)
-    alpha: float = _h("EMA factor: teacher = alpha*teacher + (1-alpha)*student", default=0.1)
-    teacherloss_weight: float = _h("teacher consistency weight", default=0.1)
-    use_motion: bool = _h("2D motion loss", default=True)
-    interval: int = _h("frame gap of the motion loss", default=5)
-    motionloss_weight: float = _h("motion loss weight", default=0.8)
-    keypoint_block: str = _h("joints that drive adaptation: the 24 GT joints or the 25 OpenPose joints",
+    adapt: bool = option("adapt online; off = the base model alone", default=True)
+    lr: float = option("upper-level Adam learning rate", default=3e-6)
+    beta1: float = option("Adam beta1", default=0.5)
+    beta2: float = option("Adam beta2", default=0.9)
+    use_boa: bool = option("bilevel (BOA) step; off = plain online fine-tuning", default=True)
+    fastlr: float = option("lower-level (probe) SGD step size", default=8e-6)
+    inner_step: int = option("number of lower-level steps", default=1)
+    first_order: bool = option("first-order bilevel gradient as the original; off = second order as BOA", default=True)
+    s2dloss_weight: float = option("2D reprojection loss weight", default=10.0)
+    shape_prior_weight: float = option("shape prior weight (2e-4 for internet videos)", default=2e-6)
+    pose_prior_weight: float = option("GMM pose prior weight", default=1e-4)
+    use_frame_losses_lower: bool = option("frame losses at the lower level", default=True)
+    use_frame_losses_upper: bool = option("frame losses at the upper level", default=True)
+    use_temporal_losses_lower: bool = option("teacher and motion losses at the lower level", default=False)
+    use_temporal_losses_upper: bool = option("teacher and motion losses at the upper level", default=True)
+    sample_num: int = option("source exemplars retrieved per loss evaluation", default=1)
+    retrieval: bool = option("retrieve source exemplars (off with --source-free)", default=True)
+    dynamic_boa: bool = option("dynamic extra steps while the update still changes the features", default=True)
+    cos_sim_threshold: float = option("stop when 1 - cos(fc1 before, after) falls below this", default=3.1e-4)
+    optim_steps: int = option("most dynamic extra steps per frame", default=7)
+    lower_level_mixtrain: bool = option("labelled source loss at the lower level", default=True)
+    upper_level_mixtrain: bool = option("labelled source loss at the upper level", default=True)
+    labelloss_weight: float = option("labelled source loss weight", default=0.1)
+    use_meanteacher: bool = option("EMA mean teacher", default=True)
+    alpha: float = option("EMA factor: teacher = alpha*teacher + (1-alpha)*student", default=0.1)
+    teacherloss_weight: float = option("teacher consistency weight", default=0.1)
+    use_motion: bool = option("2D motion loss", default=True)
+    interval: int = option("frame gap of the motion loss", default=5)
+    motionloss_weight: float = option("motion loss weight", default=0.8)
+    keypoint_block: str = option("joints that drive adaptation: the 24 GT joints or the 25 OpenPose joints",
                              default="gt", choices=("gt", "openpose"))
-    teacher_dropout: bool = _h("dropout on in the teacher (the original's benchmark); off = eval mode", default=False)
+    teacher_dropout: bool = option("dropout on in the teacher (the original's benchmark); off = eval mode", default=False)
 
 
 def build_parser(

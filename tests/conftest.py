@@ -19,3 +19,16 @@ def body_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("body")
     write_body_model(root, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with the `tiny` synthetic world (both domains, preprocessed 3DPW npz) and the source priors
+    (`smpl_mean_params.npz`, `gmm_08.pkl`); no base model (tests add the checkpoint they need)."""
+    from datasets.synthetic.generate import generate_world
+    from train_basemodel import make_priors
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    generate_world(root, preset="tiny", seed=0)
+    make_priors(root, root)
+    return root

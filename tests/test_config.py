@@ -43,6 +43,8 @@ def test_defaults_are_the_original_3dpw_settings():
 def test_both_flag_spellings():
     assert _parse(["--no-use-boa"]).use_boa is False
     assert _parse(["--use_boa", "0", "--dynamic_boa", "1"]).use_boa is False
+    assert _parse(["--retrieval", "0"]).retrieval is False and _parse(["--retrieval"]).retrieval is True
+    assert _parse(["--no-retrieval"]).retrieval is False and _parse(["--use-boa", "1"]).use_boa is True
     cfg = _parse(["--optim_steps", "3", "--cos-sim-threshold", "0.002"])
     assert cfg.optim_steps == 3 and cfg.cos_sim_threshold == 0.002
     with pytest.raises(SystemExit):

@@ -1,0 +1,60 @@
+"""What every test-time stream shares: one item per cropped person frame, read lazily.
+
+The original loads every frame of every track into memory at start-up (reference §10 item 22); here an item is
+decoded and cropped when it is asked for, so a DataLoader with workers can prefetch while the adaptor works.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.imutils import crop_to_tensor, normalize_keypoints, read_image_rgb
+
+
+@dataclass
+class StreamItem:
+    """One frame of one person track.
+
+    Attributes:
+        index: position in the stream.
+        image: [3, R, R] normalised crop.
+        keypoints: [49, 3] normalised keypoints with confidence (what drives adaptation).
+        track: (source name, person id); a change starts a new track.
+        imgname: image path relative to the dataset root.
+        center: [2] box centre, pixels; scale: box side / 200.
+        gt: ground truth for evaluation (`pose` [72], `betas` [10], `gender` 'm'/'f'), empty when there is none.
+    """
+
+    index: int
+    image: torch.Tensor
+    keypoints: torch.Tensor
+    track: tuple[str, int]
+    imgname: str
+    center: np.ndarray
+    scale: float
+    gt: dict
+
+
+def crop_item(root: Path, imgname: str, center: np.ndarray, scale: float, keypoints: np.ndarray,
+              img_res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read the frame, crop the person box and normalise the keypoints (reference §2.6-2.7).
+
+    Args:
+        root: dataset root that `imgname` is relative to.
+        keypoints: [49, 3] pixels + confidence; NaN joints become confidence 0.
+    Returns:
+        image [3, R, R], keypoints [49, 3] (normalised, a new array).
+    """
+    image = read_image_rgb(root / imgname)
+    kp = np.nan_to_num(np.asarray(keypoints, dtype=np.float64), nan=0.0)
+    norm = normalize_keypoints(kp, center, scale, img_res)
+    return crop_to_tensor(image, center, scale, img_res), torch.from_numpy(norm.astype(np.float32))
+
+
+def collate_single(items: list[StreamItem]) -> StreamItem:
+    """DataLoader collate for batch size 1 (the stream is adapted one frame at a time)."""
+    assert len(items) == 1
+    return items[0]

@@ -1,0 +1,56 @@
+"""The internet-video stream from `<INTERNET_ROOT>/<video>_<k>.npz` (written by `process_data.py --dataset internet`).
+
+Files are read in sorted order (the original's glob order depended on the filesystem, reference §10 item 21), each
+file is one person track, and keypoints are copied before they are transformed (the original transformed them in
+place, §10 item 7). There is no ground truth.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets.base import StreamItem, crop_item
+
+FILE_PATTERN = re.compile(r"^(?P<video>.+)_(?P<track>\d+)\.npz$")
+
+
+def list_track_files(root: Path) -> list[Path]:
+    """`<video>_<k>.npz` files sorted by (video, k)."""
+    files = [p for p in Path(root).glob("*.npz") if FILE_PATTERN.match(p.name)] if Path(root).is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no <video>_<track>.npz files in {root}: extract frames with `python vid2img.py VIDEO --out "
+            f"{root}/images`, detect 2D keypoints, then run `python process_data.py --dataset internet --root {root}`")
+
+    def key(p: Path) -> tuple[str, int]:
+        m = FILE_PATTERN.match(p.name)
+        return m["video"], int(m["track"])
+
+    return sorted(files, key=key)
+
+
+class InternetStream(torch.utils.data.Dataset):
+    """Every person track of every video under `root`, one after the other."""
+
+    def __init__(self, root: Path, img_res: int) -> None:
+        self.root, self.img_res = Path(root), img_res
+        self.items: list[tuple[str, np.ndarray, float, np.ndarray, tuple[str, int], int]] = []
+        for path in list_track_files(self.root):
+            m = FILE_PATTERN.match(path.name)
+            data = np.load(path)
+            frames = data["frame_ids"] if "frame_ids" in data else np.arange(len(data["imgname"]))
+            for i in range(len(data["imgname"])):
+                self.items.append((str(data["imgname"][i]), data["center"][i].astype(np.float64),
+                                   float(data["scale"][i]), data["part"][i].copy(), (m["video"], int(m["track"])),
+                                   int(frames[i])))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> StreamItem:
+        imgname, center, scale, part, track, frame = self.items[index]
+        image, kp = crop_item(self.root, imgname, center, scale, part, self.img_res)
+        return StreamItem(index, image, kp, track, imgname, center, scale, {"frame_id": frame})

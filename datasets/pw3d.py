@@ -1,0 +1,90 @@
+"""The 3DPW test stream from `dataset_extras/3dpw_{seq}_{pid}.npz` (reference §5.1-5.2), real or synthetic.
+
+Tracks are concatenated in the original's order (sequence index, then person id; the original's key
+`seq*10 + pid` is used as a tuple so ids of 10 or more still sort). Keypoints that drive adaptation:
+- `smpl_j2d` (default, the "#PS" protocol of the paper): the projected ground-truth joints, confidence 1;
+- `op_j2d` (the estimated-2D protocol): the file's OpenPose COCO-18 detections, mapped into both joint blocks
+  (`utils.keypoints.to_j49`), confidence binarised at 0.3 as the internet path, and the box taken from the confident
+  detections (the ground-truth box would leak ground truth); frames with fewer than two confident joints keep the
+  file's box.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets.base import StreamItem, crop_item
+from utils.keypoints import CONF_THRESHOLD, binarize_confidence, keypoint_box, to_j49
+
+FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
+OP_SLOTS = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # BODY_25 slots holding COCO-18
+KEYPOINT_SOURCES = ("smpl_j2d", "op_j2d")
+
+
+def list_track_files(npz_dir: Path) -> list[Path]:
+    """The `3dpw_{seq}_{pid}.npz` files in stream order."""
+    if not npz_dir.is_dir():
+        raise FileNotFoundError(
+            f"{npz_dir} not found: it holds the preprocessed 3DPW tracks (the original release's dataset_extras, "
+            "or `python process_data.py --dataset 3dpw`; for the synthetic world `python -m datasets.synthetic`)")
+    files = [p for p in npz_dir.iterdir() if FILE_PATTERN.match(p.name)]
+    if not files:
+        raise FileNotFoundError(f"no 3dpw_<seq>_<pid>.npz files in {npz_dir}")
+    return sorted(files, key=lambda p: tuple(int(g) for g in FILE_PATTERN.match(p.name).groups()))
+
+
+def detected_keypoints(op_j2d: np.ndarray) -> np.ndarray:
+    """[N, 49, 3] op_j2d (COCO-18 in BODY_25 slots) -> [N, 49, 3] in both blocks, confidence binarised."""
+    return binarize_confidence(to_j49(op_j2d[:, OP_SLOTS], "coco18"), CONF_THRESHOLD)
+
+
+class PW3DStream(torch.utils.data.Dataset):
+    """All tracks of a preprocessed 3DPW split as one stream of `StreamItem`s.
+
+    Args:
+        npz_dir: folder of `3dpw_{seq}_{pid}.npz` files.
+        pw3d_root: the 3DPW root that `imgname` is relative to.
+        img_res: crop size of the model.
+        keypoints: `smpl_j2d` or `op_j2d` (see the module docstring).
+    """
+
+    def __init__(self, npz_dir: Path, pw3d_root: Path, img_res: int, keypoints: str = "smpl_j2d") -> None:
+        if keypoints not in KEYPOINT_SOURCES:
+            raise ValueError(f"keypoints must be one of {KEYPOINT_SOURCES}, got {keypoints!r}")
+        self.root, self.img_res = Path(pw3d_root), img_res
+        self.files = list_track_files(Path(npz_dir))
+        cols: dict[str, list] = {k: [] for k in ("imgname", "center", "scale", "pose", "shape", "gender", "kp")}
+        self.tracks: list[tuple[str, int]] = []
+        for path in self.files:
+            data = np.load(path)
+            n = len(data["imgname"])
+            seq, pid = FILE_PATTERN.match(path.name).groups()
+            self.tracks += [(f"3dpw_{seq}", int(pid))] * n
+            center, scale = data["center"].astype(np.float64), data["scale"].astype(np.float64)
+            if keypoints == "op_j2d":
+                kp = detected_keypoints(data["op_j2d"])
+                det_center, det_scale, valid = keypoint_box(kp, conf_threshold=0.5)
+                center = np.where(valid[:, None], det_center, center)
+                scale = np.where(valid, det_scale, scale)
+            else:
+                kp = data["j2d"]
+            for key, value in (("imgname", data["imgname"]), ("center", center), ("scale", scale),
+                               ("pose", data["pose"]), ("shape", data["shape"]), ("gender", data["gender"]),
+                               ("kp", kp)):
+                cols[key].append(np.asarray(value))
+        self.cols = {k: np.concatenate(v) for k, v in cols.items()}
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __getitem__(self, index: int) -> StreamItem:
+        c = self.cols
+        image, kp = crop_item(self.root, str(c["imgname"][index]), c["center"][index], float(c["scale"][index]),
+                              c["kp"][index], self.img_res)
+        gt = {"pose": c["pose"][index].astype(np.float32), "betas": c["shape"][index][:10].astype(np.float32),
+              "gender": str(c["gender"][index])}
+        return StreamItem(index, image, kp, self.tracks[index], str(c["imgname"][index]), c["center"][index],
+                          float(c["scale"][index]), gt)
