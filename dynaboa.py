@@ -26,7 +26,7 @@ from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 from utils.checkpoint import git_commit, read_checkpoint_extras, resolve_device, seed_everything, write_json
 from utils.constants import IMG_RES
-from utils.geometry import rotmat_to_axis_angle, weak_cam_to_translation
+from utils.geometry import crop_cam_to_full_cam, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.results import RunWriter, summarize
 
 logger = logging.getLogger("dynaboa")
@@ -52,6 +52,8 @@ class RunConfig:
     resume: bool = option("continue the run in <expdir>/<expname>", default=False)
     workers: int = option("image-reading worker processes", default=1)
     check_assets: bool = option("only check that every needed file is present and valid, then exit", default=False)
+    focal_length: float = option("focal length (pixels) of the full-image camera in the results; 0 = 1.2 min(W, H)",
+                                 default=0.0)
     batch_size: int = option("kept for the original's command lines; adaptation is per frame (must be 1)", default=1)
 
 
@@ -101,13 +103,27 @@ def build_adaptor(run: RunConfig, adapt: AdaptConfig, paths: DataPaths, device: 
     return Adaptor(model, smpl, adapt, pose_prior=prior, exemplars=bank), img_res
 
 
-def prediction_arrays(item: StreamItem, res) -> dict[str, np.ndarray]:
-    """What is kept of a frame: SMPL parameters, crop camera, its perspective translation and the box."""
+def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, np.ndarray]:
+    """What is kept of a frame (one row of results.npz): ids, SMPL parameters, cameras and the box.
+
+    The full-image camera has focal `focal_length` (0: EasyMocap's 1.2 min(W, H)) at the image centre; its
+    translation comes from the crop camera as reference-related.md D.4 derives.
+    """
     out = res.output
-    pose = rotmat_to_axis_angle(out.pred_rotmat[0]).reshape(72)
-    return {"index": np.int64(item.index), "pose": pose.cpu().numpy(), "betas": out.pred_betas[0].cpu().numpy(),
-            "pred_cam": out.pred_cam[0].cpu().numpy(), "cam_t": weak_cam_to_translation(out.pred_cam)[0].cpu().numpy(),
-            "bbox": np.array([*item.center, item.scale * 200.0], np.float32)}
+    rotmat = out.pred_rotmat[0].detach()
+    width, height = item.img_size
+    focal = focal_length or 1.2 * min(width, height)
+    side = item.scale * 200.0
+    cam = out.pred_cam.detach()
+    cam_full = crop_cam_to_full_cam(cam, torch.as_tensor(item.center, dtype=cam.dtype, device=cam.device)[None],
+                                    torch.tensor([side], dtype=cam.dtype, device=cam.device), width, height, focal)
+    return {"index": np.int64(item.index), "track": np.str_(f"{item.track[0]}:{item.track[1]}"),
+            "frame_id": np.int64(item.frame_id), "imgname": np.str_(item.imgname),
+            "rotmat": rotmat.cpu().numpy(), "pose": rotmat_to_axis_angle(rotmat).reshape(72).cpu().numpy(),
+            "betas": out.pred_betas[0].detach().cpu().numpy(), "pred_cam": cam[0].cpu().numpy(),
+            "cam_t": weak_cam_to_translation(cam)[0].cpu().numpy(), "cam_t_full": cam_full[0].cpu().numpy(),
+            "focal_length": np.float32(focal), "img_size": np.array([width, height], np.int64),
+            "bbox": np.array([*item.center, side], np.float32)}
 
 
 def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: RunConfig, device: torch.device) -> None:
@@ -117,7 +133,9 @@ def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: Ru
     end = len(stream) if run.max_frames <= 0 else min(len(stream), run.max_frames)
     subset = torch.utils.data.Subset(stream, range(writer.start, end))
     loader = torch.utils.data.DataLoader(subset, batch_size=1, collate_fn=collate_single, num_workers=run.workers)
-    for item in tqdm(loader, total=len(subset), desc="adapting", dynamic_ncols=True):
+    running: dict[str, list[float]] = {}
+    bar = tqdm(loader, total=len(subset), desc="adapting", dynamic_ncols=True)
+    for item in bar:
         started = time.perf_counter()
         frame = Frame(item.image[None].to(device), item.keypoints[None].to(device), item.track)
         res = adaptor.step(frame)
@@ -125,8 +143,12 @@ def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: Ru
                "updated": res.updated, "dynamic_steps": res.dynamic_steps,
                "seconds": round(time.perf_counter() - started, 4)}
         if evaluator is not None:
-            row.update({k: round(v, 3) for k, v in evaluator(res.vertices, item.gt).items()})
-        writer.add(row, prediction_arrays(item, res))
+            metrics = evaluator(res.vertices, item.gt)
+            row.update({k: round(v, 3) for k, v in metrics.items()})
+            for key, value in metrics.items():
+                running.setdefault(key, []).append(value)
+            bar.set_postfix({k: f"{np.mean(v):.1f}" for k, v in running.items()}, refresh=False)
+        writer.add(row, prediction_arrays(item, res, run.focal_length))
         if (item.index + 1) % run.chunk == 0 or item.index + 1 == end:
             writer.end_chunk(item.index + 1, resume_state(adaptor))
 
@@ -176,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     adapt_stream(adaptor, stream, writer, evaluator, run, device)
     summary = summarize(writer.rows_so_far())
     writer.finish(summary)
-    logger.info("%s: %s", exppath, ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if k != "frames"))
+    logger.info("%s: %d frames, %s", exppath, summary["frames"],
+                ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if isinstance(v, float)))
     return 0
 
 

@@ -25,6 +25,8 @@ class StreamItem:
         track: (source name, person id); a change starts a new track.
         imgname: image path relative to the dataset root.
         center: [2] box centre, pixels; scale: box side / 200.
+        img_size: (W, H) of the full frame, pixels.
+        frame_id: 0-based frame number in its video or sequence.
         gt: ground truth for evaluation (`pose` [72], `betas` [10], `gender` 'm'/'f'), empty when there is none.
     """
 
@@ -35,23 +37,26 @@ class StreamItem:
     imgname: str
     center: np.ndarray
     scale: float
+    img_size: tuple[int, int]
+    frame_id: int
     gt: dict
 
 
 def crop_item(root: Path, imgname: str, center: np.ndarray, scale: float, keypoints: np.ndarray,
-              img_res: int) -> tuple[torch.Tensor, torch.Tensor]:
+              img_res: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Read the frame, crop the person box and normalise the keypoints (reference §2.6-2.7).
 
     Args:
         root: dataset root that `imgname` is relative to.
         keypoints: [49, 3] pixels + confidence; NaN joints become confidence 0.
     Returns:
-        image [3, R, R], keypoints [49, 3] (normalised, a new array).
+        image [3, R, R], keypoints [49, 3] (normalised, a new array), (W, H) of the frame.
     """
     image = read_image_rgb(root / imgname)
     kp = np.nan_to_num(np.asarray(keypoints, dtype=np.float64), nan=0.0)
     norm = normalize_keypoints(kp, center, scale, img_res)
-    return crop_to_tensor(image, center, scale, img_res), torch.from_numpy(norm.astype(np.float32))
+    size = (int(image.shape[1]), int(image.shape[0]))
+    return crop_to_tensor(image, center, scale, img_res), torch.from_numpy(norm.astype(np.float32)), size
 
 
 def collate_single(items: list[StreamItem]) -> StreamItem:

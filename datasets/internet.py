@@ -52,5 +52,5 @@ class InternetStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> StreamItem:
         imgname, center, scale, part, track, frame = self.items[index]
-        image, kp = crop_item(self.root, imgname, center, scale, part, self.img_res)
-        return StreamItem(index, image, kp, track, imgname, center, scale, {"frame_id": frame})
+        image, kp, size = crop_item(self.root, imgname, center, scale, part, self.img_res)
+        return StreamItem(index, image, kp, track, imgname, center, scale, size, frame, {})

@@ -20,6 +20,7 @@ from datasets.base import StreamItem, crop_item
 from utils.keypoints import CONF_THRESHOLD, binarize_confidence, keypoint_box, to_j49
 
 FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
+FRAME_PATTERN = re.compile(r"image_(\d+)\.\w+$")  # imageFiles/<seq>/image_%05d.jpg
 OP_SLOTS = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # BODY_25 slots holding COCO-18
 KEYPOINT_SOURCES = ("smpl_j2d", "op_j2d")
 
@@ -82,9 +83,11 @@ class PW3DStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> StreamItem:
         c = self.cols
-        image, kp = crop_item(self.root, str(c["imgname"][index]), c["center"][index], float(c["scale"][index]),
-                              c["kp"][index], self.img_res)
+        imgname = str(c["imgname"][index])
+        image, kp, size = crop_item(self.root, imgname, c["center"][index], float(c["scale"][index]),
+                                    c["kp"][index], self.img_res)
+        match = FRAME_PATTERN.search(imgname)
         gt = {"pose": c["pose"][index].astype(np.float32), "betas": c["shape"][index][:10].astype(np.float32),
               "gender": str(c["gender"][index])}
-        return StreamItem(index, image, kp, self.tracks[index], str(c["imgname"][index]), c["center"][index],
-                          float(c["scale"][index]), gt)
+        return StreamItem(index, image, kp, self.tracks[index], imgname, c["center"][index],
+                          float(c["scale"][index]), size, int(match[1]) if match else -1, gt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,7 +36,20 @@ def test_run_writes_metrics_per_frame(world, tmp_path):
     assert all(float(r["mpjpe"]) > 0 and float(r["pa_mpjpe"]) <= float(r["mpjpe"]) for r in rows)
     summary = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert summary["frames"] == 4 and summary["updated_fraction"] == 1.0
+    seqs = summary["per_sequence"]
+    assert sum(s["frames"] for s in seqs.values()) == 4
+    weighted = sum(s["frames"] * s["mpjpe"] for s in seqs.values()) / 4
+    assert abs(weighted - summary["mpjpe"]) < 1e-6
     assert sorted(p.name for p in (tmp_path / "a" / "preds").iterdir()) == ["000000.npz", "000002.npz"]
+    res = np.load(tmp_path / "a" / "results.npz")
+    assert res["rotmat"].shape == (4, 24, 3, 3) and res["pose"].shape == (4, 72) and res["bbox"].shape == (4, 3)
+    assert list(res["index"]) == [0, 1, 2, 3] and res["track"][0].startswith("3dpw_")
+    # the full-image camera puts the body where the crop camera does: the root projects into the box
+    f, (w, h) = res["focal_length"][0], res["img_size"][0]
+    t = res["cam_t_full"][0]
+    root_px = np.array([f * t[0] / t[2] + w / 2, f * t[1] / t[2] + h / 2])
+    cx, cy, side = res["bbox"][0]
+    assert np.all(np.abs(root_px - [cx, cy]) < side)
 
 
 def test_resumed_run_equals_uninterrupted_run(world, tmp_path):

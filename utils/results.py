@@ -5,7 +5,8 @@
     <exppath>/preds/%06d.npz      predictions in chunks of `chunk` frames
     <exppath>/state.pt            everything needed to continue (adaptor state, next frame), written atomically at the
                                   end of every chunk
-    <exppath>/metrics.json        summary, written at the end
+    <exppath>/results.npz         every frame's predictions in one file, merged from the chunks at the end
+    <exppath>/metrics.json        summary (global frame means and per-sequence means), written at the end
 
 A resumed run loads `state.pt`, drops rows of `frames.csv` past the saved frame, and continues; frames after the
 last chunk boundary are recomputed, so the results equal an uninterrupted run.
@@ -89,18 +90,38 @@ class RunWriter:
             return list(csv.DictReader(fh))
 
     def finish(self, summary: dict[str, Any]) -> None:
+        """Close the CSV, merge the prediction chunks into results.npz and write metrics.json."""
         self.csv_file.close()
+        chunks = sorted((self.exppath / "preds").glob("*.npz"))
+        if chunks:
+            parts = [dict(np.load(p)) for p in chunks]
+            merged = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+            np.savez(self.exppath / "results.npz", **merged)
         (self.exppath / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def summarize(rows: list[dict[str, str]]) -> dict[str, Any]:
-    """Means over all frames (one global frame average, as the original)."""
-    out: dict[str, Any] = {"frames": len(rows)}
-    if not rows:
-        return out
-    for key in ("mpjpe", "pa_mpjpe", "pve", "dynamic_steps", "seconds"):
+METRIC_KEYS = ("mpjpe", "pa_mpjpe", "pve")
+
+
+def _means(rows: list[dict[str, str]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in METRIC_KEYS + ("dynamic_steps", "seconds"):
         values = [float(r[key]) for r in rows if r.get(key) not in ("", None)]
         if values:
             out[key] = float(np.mean(values))
+    return out
+
+
+def summarize(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Means over all frames (one global frame average, as the original) and per sequence (the track name before
+    its person id), plus the fraction of frames that were updated."""
+    out: dict[str, Any] = {"frames": len(rows)}
+    if not rows:
+        return out
+    out.update(_means(rows))
     out["updated_fraction"] = float(np.mean([r["updated"] == "True" for r in rows]))
+    sequences: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        sequences.setdefault(row["track"].rsplit(":", 1)[0], []).append(row)
+    out["per_sequence"] = {name: {"frames": len(seq_rows), **_means(seq_rows)} for name, seq_rows in sequences.items()}
     return out
