@@ -1,0 +1,339 @@
+"""Train the GroupNorm HMR base model on Human3.6M-format data, or write the SMPL mean parameters and GMM prior.
+
+    python train_basemodel.py --data-root data/synthetic --run-dir runs/base18 --backbone resnet18 --img-res 128
+    python train_basemodel.py --data-root data/synthetic --make-priors --out data/synthetic
+
+The released base model was trained on Human3.6M alone with SPIN's losses and weights, without SMPLify (reference
+§2.3, issue #18). Here, per batch, with the neutral SMPL and the camera of the 224-px crop (as the adaptor uses it,
+whatever the input size):
+
+    loss = loss_scale * (5 L2d + 5 L3d + 1 MSE(R) + 0.001 MSE(beta) + 1 exp(-10 s)^2),   loss_scale = 60
+
+L2d and L3d are on the 24 GT joints (`models.losses`), the SMPL terms only on frames with `has_smpl`; the camera
+regulariser keeps the weak-perspective scale s positive. This is SPIN's total (its regulariser is inside the sum
+that is multiplied by 60). Validation on `h36m_valid.npz` reports MPJPE / PA-MPJPE in mm on the 14 LSP joints of
+the GT block, both skeletons centred at the middle of the hips. A run directory is resumed from its
+`checkpoint_last.pt` (a new epoch starts; the optimiser state and step count continue).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from config import DataPaths, build_parser, config_from_namespace
+from datasets.h36m import AugmentSettings, H36MDataset, load_h36m_annotations
+from models import losses
+from models.hmr import BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, save_mean_params
+from models.prior import fit_gmm_prior, save_gmm_prior
+from models.smpl import SMPL, build_smpl
+from utils.checkpoint import (
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    git_commit,
+    load_backbone_init,
+    prepare_run_dir,
+    read_checkpoint_extras,
+    resolve_device,
+    save_training_checkpoint,
+    seed_everything,
+    write_json,
+)
+from utils.constants import GT_SLICE, IMG_RES, J24_TO_J14
+from utils.geometry import batch_rodrigues, project_to_crop, rotmat_to_rot6d
+from utils.metrics import mpjpe, pa_mpjpe
+
+logger = logging.getLogger("train_basemodel")
+_AUG = AugmentSettings()
+HIPS_J14 = [2, 3]  # R hip, L hip in the LSP-14 order (J24_TO_J14)
+PRIOR_COMPONENTS = 8  # gmm_08.pkl
+
+
+def _opt(text: str, default: Any, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": text, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Options of train_basemodel.py (defaults: SPIN's training recipe, reference §2.3)."""
+
+    data_root: Path | None = _opt("data root: dataset_extras/, h36m/, smpl/ ($DYNABOA_DATA or data/ when unset)", None)
+    run_dir: Path | None = _opt("run directory (config, checkpoints, metrics); resumed if it has a checkpoint", None)
+    make_priors: bool = _opt("write smpl_mean_params.npz and gmm_08.pkl from the training poses, then stop", False)
+    out: Path | None = _opt("folder --make-priors writes to (the data root when unset)", None)
+    prior_max_samples: int = _opt("poses the GMM is fitted on (a seeded random subset; 0 = all)", 20000)
+    backbone: str = _opt("ResNet depth; the released base model is resnet50", "resnet50", choices=tuple(BACKBONES))
+    img_res: int = _opt("network input side, pixels (224 as released; 128 is ~3x cheaper on a CPU)", IMG_RES)
+    epochs: int = _opt("passes over the training set (the original trained ~90)", 90)
+    steps: int = _opt("stop after this many optimiser steps in all (0 = the epochs decide)", 0)
+    lr: float = _opt("Adam learning rate (SPIN: 5e-5; small models from scratch like ~1e-4)", 5e-5)
+    batch_size: int = _opt("frames per step (SPIN: 64)", 64)
+    workers: int = _opt("DataLoader worker processes (0 = decode in the main process)", 4)
+    seed: int = _opt("seeds model initialisation, data order and augmentation", 0)
+    device: str = _opt("'auto' (CUDA when available), 'cpu' or 'cuda'", "auto")
+    log_every: int = _opt("steps between loss records in metrics.json", 50)
+    val_every: int = _opt("steps between validations (0 = only at the end)", 1000)
+    val_max_samples: int = _opt("validation frames, evenly spaced (0 = all)", 2000)
+    ckpt_every: int = _opt("steps between checkpoints (the last one is always written)", 1000)
+    init_backbone: Path | None = _opt("torchvision-style ResNet state dict to start the backbone from", None)
+    half: bool = _opt("store the final basemodel.pt in float16", False)
+    fast_decode: bool = _opt("decode training JPEGs at 1/2..1/8 size when the box stays >= img_res px", True)
+    augment: bool = _opt("SPIN augmentation (rotation, scale, flip, colour and pixel noise)", True)
+    rot_factor: float = _opt("rotation std, degrees (clipped at 2x)", _AUG.rot_factor)
+    rot_prob: float = _opt("probability of a rotation", _AUG.rot_prob)
+    scale_factor: float = _opt("box scale std (clipped at 1x)", _AUG.scale_factor)
+    flip_prob: float = _opt("probability of a horizontal flip", _AUG.flip_prob)
+    noise_factor: float = _opt("per-channel colour factor range 1 +- this", _AUG.noise_factor)
+    pixel_noise: float = _opt("per-pixel Gaussian noise std, grey levels", _AUG.pixel_noise)
+    kp2d_weight: float = _opt("2D keypoint loss weight (SPIN)", 5.0)
+    kp3d_weight: float = _opt("3D keypoint loss weight (SPIN)", 5.0)
+    pose_weight: float = _opt("rotation-matrix MSE weight (SPIN)", 1.0)
+    beta_weight: float = _opt("betas MSE weight (SPIN)", 0.001)
+    cam_weight: float = _opt("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
+    loss_scale: float = _opt("factor on the whole loss (SPIN's 60)", 60.0)
+
+
+def augment_settings(cfg: TrainConfig) -> AugmentSettings | None:
+    names = [f.name for f in dataclasses.fields(AugmentSettings)]
+    return AugmentSettings(**{name: getattr(cfg, name) for name in names}) if cfg.augment else None
+
+
+def smpl_joints(smpl: SMPL, pred_rotmat: torch.Tensor, pred_betas: torch.Tensor) -> torch.Tensor:
+    """[B, 49, 3] joints of the neutral SMPL for rotations [B, 24, 3, 3] and betas [B, 10]."""
+    return smpl(betas=pred_betas, body_pose=pred_rotmat[:, 1:], global_orient=pred_rotmat[:, :1],
+                pose2rot=False).joints
+
+
+def compute_losses(model: HMR, smpl: SMPL, batch: dict[str, torch.Tensor], cfg: TrainConfig
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The SPIN-style total loss of one batch (module docstring) and its terms as floats."""
+    out = model(batch["img"])
+    joints = smpl_joints(smpl, out.pred_rotmat, out.pred_betas)
+    kp2d = project_to_crop(joints, out.pred_cam, IMG_RES)
+    terms = {"kp2d": losses.keypoint_2d_loss(kp2d[:, GT_SLICE], batch["keypoints"][:, GT_SLICE]),
+             "kp3d": losses.keypoint_3d_loss(joints[:, GT_SLICE], batch["pose_3d"]),
+             "cam": losses.camera_regulariser(out.pred_cam)}
+    has = batch["has_smpl"] > 0.5
+    terms["pose"] = terms["betas"] = joints.new_zeros(())
+    if has.any():
+        gt_rotmat = batch_rodrigues(batch["pose"][has].reshape(-1, 3)).view(-1, 24, 3, 3)
+        terms["pose"], terms["betas"] = losses.smpl_param_loss(out.pred_rotmat[has], out.pred_betas[has],
+                                                               gt_rotmat, batch["betas"][has])
+    weights = {"kp2d": cfg.kp2d_weight, "kp3d": cfg.kp3d_weight, "pose": cfg.pose_weight,
+               "betas": cfg.beta_weight, "cam": cfg.cam_weight}
+    total = cfg.loss_scale * sum(weights[name] * value for name, value in terms.items())
+    return total, {"total": float(total.detach()), **{name: float(value.detach()) for name, value in terms.items()}}
+
+
+@torch.no_grad()
+def validate(model: HMR, smpl: SMPL, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """MPJPE and PA-MPJPE (mm) on the 14 LSP joints of the GT block, both centred at the middle of the hips."""
+    model.eval()
+    errors: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": []}
+    for batch in loader:
+        out = model(batch["img"].to(device))
+        pred = smpl_joints(smpl, out.pred_rotmat, out.pred_betas)[:, GT_SLICE][:, J24_TO_J14]
+        gt = batch["pose_3d"].to(device)[:, J24_TO_J14, :3]
+        pred = pred - pred[:, HIPS_J14].mean(dim=1, keepdim=True)
+        gt = gt - gt[:, HIPS_J14].mean(dim=1, keepdim=True)
+        errors["mpjpe"].append(mpjpe(pred, gt).cpu().numpy())
+        errors["pa_mpjpe"].append(pa_mpjpe(pred, gt).cpu().numpy())
+    return {name: 1000.0 * float(np.concatenate(values).mean()) for name, values in errors.items()}
+
+
+def build_model(cfg: TrainConfig, paths: DataPaths) -> HMR:
+    """A fresh HMR with the data root's mean parameters (placeholders, with a warning, when there are none)."""
+    if paths.smpl_mean_params.is_file():
+        mean = load_mean_params(paths.smpl_mean_params)
+    else:
+        logger.warning("%s not found: starting from identity rotations (write it with --make-priors)",
+                       paths.smpl_mean_params)
+        mean = default_mean_params()
+    model = HMR(cfg.backbone, mean)
+    if cfg.init_backbone is not None:
+        load_backbone_init(model, cfg.init_backbone)
+    return model
+
+
+def _loaders(cfg: TrainConfig, paths: DataPaths) -> tuple[DataLoader, DataLoader | None]:
+    """Shuffled training loader and (if `h36m_valid.npz` exists) the validation loader."""
+    train_set = H36MDataset(load_h36m_annotations(paths.dataset_extras / "h36m_train.npz"), paths.h36m_root,
+                            cfg.img_res, augment_settings(cfg), cfg.fast_decode)
+    train = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers,
+                       drop_last=len(train_set) >= cfg.batch_size, persistent_workers=cfg.workers > 0)
+    valid_file = paths.dataset_extras / "h36m_valid.npz"
+    if not valid_file.is_file():
+        logger.warning("%s not found: no validation", valid_file)
+        return train, None
+    valid_set = H36MDataset(load_h36m_annotations(valid_file), paths.h36m_root, cfg.img_res)
+    if 0 < cfg.val_max_samples < len(valid_set):
+        valid_set = Subset(valid_set, np.linspace(0, len(valid_set) - 1, cfg.val_max_samples).astype(int).tolist())
+    return train, DataLoader(valid_set, batch_size=cfg.batch_size, num_workers=cfg.workers)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """The `metrics.json` of a run directory (empty when there is none yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+class _Run:
+    """One training run: model, optimiser, data, step counters and the metrics record."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.run_dir is None:
+            raise ValueError("--run-dir is required for training")
+        paths = DataPaths.from_root(cfg.data_root)
+        self.cfg, self.device = cfg, resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.run_dir = prepare_run_dir(cfg.run_dir, cfg)
+        self.train_loader, self.valid_loader = _loaders(cfg, paths)
+        self.smpl = build_smpl(paths, "neutral").to(self.device)
+        self.model = build_model(cfg, paths).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.step = self.epoch = 0
+        self.total = cfg.steps if cfg.steps > 0 else cfg.epochs * len(self.train_loader)
+        self.record: dict[str, Any] = {"train": [], "valid": [], **read_metrics(self.run_dir),
+                                       "git_commit": git_commit(), "device": str(self.device)}
+        self._resume()
+        self._sums: dict[str, float] = {}
+        self._tick, self._tick_step = time.perf_counter(), self.step
+
+    def _resume(self) -> None:
+        """Continue from `checkpoint_last.pt` when the run directory has one."""
+        path = self.run_dir / LAST_CHECKPOINT
+        if not path.is_file():
+            self.record["train"], self.record["valid"] = [], []
+            return
+        load_hmr_checkpoint(path, self.model)
+        extras = read_checkpoint_extras(path)
+        self.optimizer.load_state_dict(extras["optimizer"])
+        self.step, self.epoch = int(extras["step"]), int(extras["epoch"])
+        logger.info("resumed %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    def fit(self) -> HMR:
+        with tqdm(total=self.total, initial=self.step, desc="train", dynamic_ncols=True) as bar:
+            while self.step < self.total:
+                torch.manual_seed(self.cfg.seed + self.epoch)  # data order and augmentation of this epoch
+                for batch in self.train_loader:
+                    loss = self._optimise(_to(batch, self.device))
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                    self._bookkeeping()
+                    if self.step >= self.total:
+                        break
+                else:
+                    self.epoch += 1
+        save_training_checkpoint(self.run_dir / FINAL_CHECKPOINT, self.model, None, self.step, self.epoch,
+                                 self.cfg.img_res, half=self.cfg.half)
+        write_json(self.run_dir / METRICS_FILE, self.record)
+        logger.info("wrote %s", self.run_dir / FINAL_CHECKPOINT)
+        return self.model.eval()
+
+    def _optimise(self, batch: dict[str, Any]) -> float:
+        """One Adam step; returns the total loss."""
+        self.model.train()
+        loss, terms = compute_losses(self.model, self.smpl, batch, self.cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        self._sums = {k: self._sums.get(k, 0.0) + v for k, v in terms.items()}
+        return terms["total"]
+
+    def _bookkeeping(self) -> None:
+        """Loss records, validation and checkpoints when they are due."""
+        cfg, step, last = self.cfg, self.step, self.step == self.total
+        if step % cfg.log_every == 0 or last:
+            done = step - self._tick_step
+            self.record["train"].append({"step": step, "epoch": self.epoch,
+                                         "steps_per_s": done / (time.perf_counter() - self._tick),
+                                         **{k: v / done for k, v in self._sums.items()}})
+            self._sums, self._tick, self._tick_step = {}, time.perf_counter(), step
+        if self.valid_loader is not None and (last or (cfg.val_every > 0 and step % cfg.val_every == 0)):
+            self.record["valid"].append({"step": step, **validate(self.model, self.smpl, self.valid_loader,
+                                                                   self.device)})
+            logger.info("validation at step %d: %s", step, self.record["valid"][-1])
+        if step % cfg.ckpt_every == 0 or last:
+            save_training_checkpoint(self.run_dir / LAST_CHECKPOINT, self.model, self.optimizer, step, self.epoch,
+                                     cfg.img_res)
+            write_json(self.run_dir / METRICS_FILE, self.record)
+
+
+def train(cfg: TrainConfig) -> HMR:
+    """Train (or resume) in `cfg.run_dir`; returns the trained model in eval mode."""
+    return _Run(cfg).fit()
+
+
+def mean_rotations(rotmats: np.ndarray) -> np.ndarray:
+    """Per-joint mean on SO(3): the arithmetic mean of the matrices projected to the nearest rotation.
+
+    Args:
+        rotmats: [N, J, 3, 3].
+    Returns:
+        [J, 3, 3] rotations (det +1): U diag(1, 1, det(U V^T)) V^T for the SVD U S V^T of the mean.
+    """
+    assert rotmats.ndim == 4 and rotmats.shape[2:] == (3, 3), rotmats.shape
+    u, _, vt = np.linalg.svd(rotmats.mean(axis=0))
+    fix = np.ones((rotmats.shape[1], 3))
+    fix[:, 2] = np.sign(np.linalg.det(u @ vt))
+    return (u * fix[:, None, :]) @ vt
+
+
+def make_priors(data_root: Path | None, out: Path | None, max_samples: int = 20000, seed: int = 0) -> list[Path]:
+    """Write `smpl_mean_params.npz` (mean pose in 6-D, mean betas, cam [0.9, 0, 0]) and `gmm_08.pkl` (8-component
+    GMM of the 69-D body poses) from the frames of `h36m_train.npz` that have SMPL. Deterministic given `seed`."""
+    paths = DataPaths.from_root(data_root)
+    data = load_h36m_annotations(paths.dataset_extras / "h36m_train.npz")
+    keep = data["has_smpl"] > 0.5
+    pose, shape = data["pose"][keep], data["shape"][keep]
+    if len(pose) < PRIOR_COMPONENTS:
+        raise ValueError(f"{int(keep.sum())} frames with SMPL; the priors need at least {PRIOR_COMPONENTS}")
+    rotmats = batch_rodrigues(torch.from_numpy(pose).reshape(-1, 3)).view(-1, 24, 3, 3).numpy()
+    mean_pose = rotmat_to_rot6d(torch.from_numpy(mean_rotations(rotmats))).reshape(-1).numpy()
+    out = Path(out) if out is not None else paths.root
+    mean_file, gmm_file = out / "smpl_mean_params.npz", out / "gmm_08.pkl"
+    save_mean_params(mean_file, mean_pose, shape.mean(axis=0), np.array([0.9, 0.0, 0.0]))
+    body = pose[:, 3:]
+    if 0 < max_samples < len(body):
+        body = body[np.sort(np.random.default_rng(seed).choice(len(body), max_samples, replace=False))]
+    save_gmm_prior(gmm_file, **fit_gmm_prior(body, PRIOR_COMPONENTS, seed=seed))
+    logger.info("wrote %s and %s from %d poses", mean_file, gmm_file, len(pose))
+    return [mean_file, gmm_file]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    parser = build_parser(__doc__.splitlines()[0], [(TrainConfig, "training")])
+    ns = parser.parse_args(argv)
+    return config_from_namespace(TrainConfig, ns, ns.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    with logging_redirect_tqdm():
+        if cfg.make_priors:
+            make_priors(cfg.data_root, cfg.out, cfg.prior_max_samples, cfg.seed)
+        else:
+            train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
