@@ -36,6 +36,8 @@ CHECKPOINT_PREFIX = "module."  # DDP / learn2learn-MAML attribute name carried b
 MEAN_PARAM_SHAPES = {"pose": (POSE_DIM,), "shape": (SHAPE_DIM,), "cam": (CAM_DIM,)}
 # backbone name -> (block kind, blocks per layer)
 BACKBONES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    # resnet10 (one basic block per stage): the synthetic world's committed base model, ~15 MB in half precision
+    "resnet10": ("basic", (1, 1, 1, 1)),
     "resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 BASEMODEL_HELP = (
     "it is the original release's basemodel.pt (the authors' Google Drive link in the DynaBOA README), "
