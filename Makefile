@@ -19,7 +19,7 @@ test: $(STAMP)
 	PYOPENGL_PLATFORM=egl $(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	PYOPENGL_PLATFORM=egl $(PY) -m datasets.synthetic.demo
+	PYTHON=$(PY) bash run_on_synthetic.sh --preset demo
 
 clean-venv:
 	rm -rf $(VENV)

@@ -78,6 +78,9 @@ PRESETS = {
                       wild_sequences=8, wild_frames=300),
     "small": Preset(("S1", "S5", "S6", "S7", "S8"), ("S9", "S11"), actions=4, train_frames=30, valid_frames=10,
                     wild_sequences=4, wild_frames=100),
+    # `make demo`: a source set just large enough for the retrieval database, one target sequence
+    "demo": Preset(("S1", "S5", "S6", "S7", "S8"), ("S9",), actions=2, train_frames=15, valid_frames=5,
+                   wild_sequences=1, wild_frames=200),
     "tiny": Preset(("S1",), ("S9",), actions=2, train_frames=3, valid_frames=2, wild_sequences=3, wild_frames=10),
 }
 
