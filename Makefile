@@ -1,5 +1,6 @@
 # Two commands set up a fresh machine: `make demo` (the main job on the synthetic world) and `make test`.
-# Each creates .venv if absent and installs requirements.txt into it (again only when the file changes).
+# Each creates .venv if absent and installs requirements.txt, then requirements-mediapipe.txt with --no-deps (MediaPipe
+# declares numpy<2 and opencv-contrib; its real needs are pinned in requirements.txt), again only when they change.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,10 +10,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-mediapipe.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-mediapipe.txt
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# DynaBOA on your own videos, end to end: frames -> 2D keypoints (embedded MediaPipe detector) -> person tracks ->
+# online adaptation with the original's internet settings (reference-dynaboa.md §1.5) -> exports and overlay videos.
+#
+#   bash run_on_internet.sh dance.mp4 walk.mov                      # -> exps/internet/
+#   bash run_on_internet.sh clip.mp4 --out exps --expname clip --multi-person --obj -- --max-frames 200 --lr 1e-5
+#
+# Options: --out DIR (output root, default exps), --expname NAME (default internet), --data-root DIR (default
+# $DYNABOA_DATA or data/), --multi-person (tiled MediaPipe search, several people per frame), --min-size PX (smallest
+# person: diagonal of the confident joints' box, default 250 as the original), --every N (every N-th frame), --obj
+# (per-frame meshes), --no-video (no overlay video); everything after `--` goes to dynaboa.py.
+# Everything of a run lives in OUT/NAME/: input/ (INTERNET_ROOT: images/<video>/, <video>.json, <video>_<k>.npz),
+# the run (config.json, frames.csv, results.npz, metrics.json) and export/<video>/ (docs/exports.md).
+# Source-free adaptation (no Human3.6M) unless the retrieval files and the Human3.6M images are in the data root.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")" && pwd)  # paths on the command line stay relative to the caller's directory
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PYTHON:-$REPO/.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
+OUT=exps; NAME=internet; DATA_ROOT=""; EVERY=1; MIN_SIZE=250; MULTI=(); EXPORT=(); VIDEOS=(); EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) OUT=$2; shift 2 ;;
+    --expname) NAME=$2; shift 2 ;;
+    --data-root) DATA_ROOT=$2; shift 2 ;;
+    --every) EVERY=$2; shift 2 ;;
+    --min-size) MIN_SIZE=$2; shift 2 ;;
+    --multi-person) MULTI=(--multi-person); shift ;;
+    --obj) EXPORT+=(--obj); shift ;;
+    --no-video) EXPORT+=(--no-video); shift ;;
+    -h|--help) usage 0 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -*) echo "run_on_internet.sh: unknown option $1" >&2; usage 2 ;;
+    *) VIDEOS+=("$1"); shift ;;
+  esac
+done
+[ ${#VIDEOS[@]} -gt 0 ] || { echo "run_on_internet.sh: give at least one video" >&2; usage 2; }
+[ -n "$DATA_ROOT" ] && export DYNABOA_DATA="$DATA_ROOT"
+
+RUN="$OUT/$NAME"
+export INTERNET_ROOT="$RUN/input"
+mkdir -p "$INTERNET_ROOT/images"
+
+# Human3.6M co-training as the original when its files are there (the asset check passes), else source-free;
+# then dynaboa.py's own asset check, so that a missing file stops the script before any work
+MODE=(--source-free)
+if "$PY" "$REPO/process_data.py" --check-assets --for internet >/dev/null 2>&1; then MODE=(--retrieval 1); fi
+SETTINGS=(--dataset internet --expdir "$OUT" --expname "$NAME" "${MODE[@]}" --motionloss_weight 0.8
+          --dynamic_boa 1 --optim_steps 7 --cos_sim_threshold 3.1e-4 --pose_prior_weight 1e-4 "${EXTRA[@]}")
+"$PY" "$REPO/dynaboa.py" "${SETTINGS[@]}" --check-assets >/dev/null
+
+"$PY" "$REPO/vid2img.py" "${VIDEOS[@]}" --out "$INTERNET_ROOT/images" --every "$EVERY"
+for video in "${VIDEOS[@]}"; do
+  stem=$(basename "${video%.*}")
+  "$PY" -m utils.detector "$INTERNET_ROOT/images/$stem" --out "$INTERNET_ROOT/$stem.json" "${MULTI[@]}"
+done
+"$PY" "$REPO/process_data.py" --dataset internet --root "$INTERNET_ROOT" --format dynaboa --min-size "$MIN_SIZE"
+"$PY" "$REPO/dynaboa.py" "${SETTINGS[@]}"
+"$PY" -m utils.export "$RUN" --internet-root "$INTERNET_ROOT" "${EXPORT[@]}"
+echo "results: $RUN/results.npz; exports and overlay videos: $RUN/export/"
