@@ -126,8 +126,10 @@ def _check_cluster_res(path: Path) -> str:
 
     res = joblib.load(path)
     centers = np.asarray(res["centers"])
-    if centers.ndim != 2 or centers.shape[1] != 2048 or len(res["index"]) != len(centers):
-        raise ValueError(f"expected centers [K, 2048] and K member lists, found {centers.shape}, {len(res['index'])}")
+    # D is the base model's pooled-feature width: 2048 for the released ResNet-50, 512 for ResNet-10/18/34
+    if centers.ndim != 2 or centers.shape[1] not in (512, 2048) or len(res["index"]) != len(centers):
+        raise ValueError(f"expected centers [K, 512 or 2048] and K member lists, found {centers.shape}, "
+                         f"{len(res['index'])}")
     return f"{len(centers)} clusters"
 
 
