@@ -28,7 +28,7 @@ def test_demo_pipeline_writes_table_results_and_overlay(tiny_world, assets, tmp_
     root = tmp_path / "world"
     shutil.copytree(tiny_world, root)
     monkeypatch.setattr(benchmark, "ASSETS", assets)
-    setting = benchmark.Setting("tiny", str(root), ("base model", "DynaBOA"), ("GT 2D",), 6)
+    setting = benchmark.Setting("tiny", str(root), benchmark.every_run(("base model", "DynaBOA"), ("GT 2D",)), 6)
     table = benchmark.run_benchmark(setting, root, tmp_path / "out", jobs=1, k=2, max_samples=0)
     lines = table.splitlines()
     assert lines[2].startswith("| base model | GT 2D |") and lines[3].startswith("| DynaBOA | GT 2D |")
