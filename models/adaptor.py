@@ -17,7 +17,13 @@ One `Adaptor` serves every entry point (the 3DPW benchmark, internet videos, the
 
 Passes per frame (DynaBOA defaults, k dynamic steps): forwards 4 + 3k (teacher B=1, lower B=2, upper B=3, check B=1;
 each dynamic step: teacher B=1, upper B=3, check B=1), backwards 2 + k. The original needs at least 9 forwards and
-2 backwards for the bilevel part alone, with 2 full-resolution image reads (reference §8).
+2 backwards for the bilevel part alone, with 2 full-resolution image reads (reference §8). The `fast` preset (one
+level at theta with the frame and teacher losses, no probe, no dynamic steps) needs 3 forwards (teacher, step, check;
+all B=1) and 1 backward that stops at the last ResNet stage.
+
+Only parameters with `requires_grad` are adapted: Adam, the probe and the teacher EMA touch nothing else
+(`freeze_unadapted` applies a preset's scope). Adam is the fused implementation (one kernel for all tensors; the
+per-tensor loop is several times slower on CPU) and the EMA one `_foreach_lerp_`.
 
 Motion history is a ring buffer of the last `interval` frames of the current track, reset whenever the track changes
 (the original keeps every frame forever and pairs frames across tracks, §10 items 11-12). The motion loss is active
@@ -26,10 +32,13 @@ from the track's frame `interval` on (the original starts one frame later, §10 
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import dataclasses
+import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Protocol
+from typing import Any, ContextManager, Hashable, Protocol
 
 import torch
 
@@ -40,6 +49,54 @@ from models.meta import NonFiniteGradientError, all_finite, inner_step
 from models.prior import pose_prior_loss, shape_prior_loss
 from utils.constants import GT_SLICE, OP_SLICE
 from utils.geometry import batch_rodrigues, project_to_crop
+
+# parameter-name prefixes adapted under each scope (None = every parameter)
+HEAD_PREFIXES = ("fc1.", "fc2.", "decpose.", "decshape.", "deccam.")
+ADAPTED_SCOPES: dict[str, tuple[str, ...] | None] = {
+    "all": None, "layer4": ("layer4.",) + HEAD_PREFIXES, "head": HEAD_PREFIXES}
+ADAM_IMPLS: dict[str, dict[str, bool]] = {"fused": {"fused": True}, "foreach": {"foreach": True},
+                                          "loop": {"foreach": False}}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named schedule: the parameters adapted (a key of `ADAPTED_SCOPES`) and `AdaptConfig` fields it changes."""
+
+    adapted: str
+    overrides: dict[str, Any]
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset("all", {}),  # DynaBOA as published
+    # one level at theta (frame + teacher losses; no probe, no exemplar, no motion row), no dynamic steps, only
+    # layer4 and the regressor adapt: on the synthetic benchmark (300 frames, resnet10 at 128 px) PA-MPJPE within
+    # 1% (GT 2D) and 3% (estimated 2D) of the paper schedule at a third of its cost; motion and exemplar rows
+    # changed it by less than 0.1 mm there, at +20% and +30% cost. Needs no source data.
+    "fast": Preset("layer4", {"use_boa": False, "use_temporal_losses_lower": True, "dynamic_boa": False,
+                              "use_motion": False, "retrieval": False, "lower_level_mixtrain": False,
+                              "upper_level_mixtrain": False}),
+}
+
+
+def apply_preset(cfg: AdaptConfig, name: str, keep: Collection[str] = ()) -> AdaptConfig:
+    """`cfg` with the preset's overrides, except for the fields named in `keep` (those the user set explicitly)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return dataclasses.replace(cfg, **{k: v for k, v in PRESETS[name].overrides.items() if k not in keep})
+
+
+def freeze_unadapted(model: torch.nn.Module, scope: str) -> int:
+    """Switch off `requires_grad` outside `scope` (a key of `ADAPTED_SCOPES`); returns the adapted element count."""
+    if scope not in ADAPTED_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; expected one of {sorted(ADAPTED_SCOPES)}")
+    prefixes = ADAPTED_SCOPES[scope]
+    count = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(prefixes is None or name.startswith(prefixes))
+        count += param.numel() if param.requires_grad else 0
+    if count == 0:
+        raise ValueError(f"scope {scope!r} matches no parameter of {type(model).__name__}")
+    return count
 
 
 def _scalar(t: torch.Tensor) -> float:
@@ -82,8 +139,23 @@ class ExemplarSource(Protocol):
 
 
 @dataclass
+class Runtime:
+    """How the adaptor computes, not what: options that change results only by rounding."""
+
+    bf16: bool = False  # autocast the network to bfloat16 (CPU and CUDA); losses, SMPL and weights stay float32
+    channels_last: bool = False  # NHWC memory format for the network and its inputs
+    adam: str = "fused"  # Adam implementation, a key of ADAM_IMPLS
+    profile: bool = False  # per-frame section timings in StepResult.profile (synchronises CUDA at each edge)
+
+
+@dataclass
 class StepResult:
-    """What one frame produced: the final prediction (batch 1) and how it was reached."""
+    """What one frame produced: the final prediction (batch 1) and how it was reached.
+
+    `profile` (only with `Runtime.profile`) holds wall seconds per section: `total`; `step` (the bilevel step, or
+    the single-level step without BOA, from the teacher forward to the check forward); `dynamic` (all dynamic steps);
+    `retrieval`, `adam` (optimizer step + EMA) and `teacher` (contained in the former two); `output` (final SMPL).
+    """
 
     output: HMROutput
     vertices: torch.Tensor  # [1, 6890, 3] neutral SMPL, no translation
@@ -93,30 +165,61 @@ class StepResult:
     skipped_reason: str | None = None
     losses: dict[str, float] = field(default_factory=dict)
     passes: dict[str, int] = field(default_factory=lambda: {"forward": 0, "backward": 0})
+    profile: dict[str, float] | None = None
 
 
 # A loss or gradient was NaN or infinite: the update is skipped (one exception for the inner step and the Adam step).
 NonFiniteError = NonFiniteGradientError
 
 
+class _Clock:
+    """Accumulated wall seconds per named section of one frame."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.times: dict[str, float] = {}
+        self.cuda = device.type == "cuda"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+
 class Adaptor:
     """Online adaptation of an HMR model, one frame at a time (batch size 1).
 
     Args:
-        model: the student HMR (adapted in place). It is kept in eval mode (dropout off), as the original.
+        model: the student HMR (adapted in place). It is kept in eval mode (dropout off), as the original. Only its
+            parameters with `requires_grad` adapt.
         smpl: neutral SMPL module giving `.joints [B,49,3]` and `.vertices`.
         cfg: hyper-parameters (`config.AdaptConfig`).
         pose_prior: GMM prior module, or None to drop the pose prior.
         exemplars: the labelled source database, or None for source-free adaptation.
+        runtime: precision, memory format, Adam implementation and profiling (`Runtime()` when None).
     """
 
     def __init__(self, model: HMR, smpl: torch.nn.Module, cfg: AdaptConfig,
-                 pose_prior: torch.nn.Module | None = None, exemplars: ExemplarSource | None = None) -> None:
+                 pose_prior: torch.nn.Module | None = None, exemplars: ExemplarSource | None = None,
+                 runtime: Runtime | None = None) -> None:
+        self.runtime = runtime or Runtime()
+        if self.runtime.adam not in ADAM_IMPLS:
+            raise ValueError(f"unknown Adam implementation {self.runtime.adam!r}; expected one of {list(ADAM_IMPLS)}")
+        if self.runtime.channels_last:
+            model.to(memory_format=torch.channels_last)
         self.model, self.smpl, self.cfg = model.eval(), smpl, cfg
+        self.device = next(model.parameters()).device
         self.pose_prior = pose_prior
         self.exemplars = exemplars if cfg.retrieval else None
         self.block = GT_SLICE if cfg.keypoint_block == "gt" else OP_SLICE
         self._initial_state = copy.deepcopy(model.state_dict())
+        self._clock: _Clock | None = None
         self.reset()
 
     # ----------------------------------------------------------------------------------------------------------
@@ -124,12 +227,15 @@ class Adaptor:
         """Back to the base model: weights, Adam state, teacher and history."""
         self.model.load_state_dict(self._initial_state)
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        self.optimizer = torch.optim.Adam(self.params.values(), lr=self.cfg.lr,
-                                          betas=(self.cfg.beta1, self.cfg.beta2))
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.cfg.lr,
+                                          betas=(self.cfg.beta1, self.cfg.beta2), **ADAM_IMPLS[self.runtime.adam])
         self.teacher = None
+        self._ema: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         if self.cfg.use_meanteacher:
             self.teacher = copy.deepcopy(self.model).requires_grad_(False)
             self.teacher.train(self.cfg.teacher_dropout)
+            teacher_params = dict(self.teacher.named_parameters())
+            self._ema = ([teacher_params[n] for n in self.params], list(self.params.values()))
         self.history: collections.deque[Frame] = collections.deque(maxlen=max(self.cfg.interval, 1))
         self.track_id: Hashable | None = None
 
@@ -157,6 +263,13 @@ class Adaptor:
         """Adapt on one frame, then predict it with the final weights."""
         assert frame.image.dim() == 4 and frame.image.shape[0] == 1, frame.image.shape
         assert frame.keypoints.shape == (1, 49, 3), frame.keypoints.shape
+        self._clock = _Clock(self.device) if self.runtime.profile else None
+        with self._section("total"):
+            result = self._step(frame)
+        result.profile = self._clock.times if self._clock is not None else None
+        return result
+
+    def _step(self, frame: Frame) -> StepResult:
         if frame.track_id != self.track_id:
             self.history.clear()
             self.track_id = frame.track_id
@@ -175,30 +288,36 @@ class Adaptor:
         self.history.append(Frame(frame.image.detach(), torch.nan_to_num(frame.keypoints.detach()), frame.track_id))
         return result
 
+    def _section(self, name: str) -> ContextManager[None]:
+        """Times the block into the frame's profile when profiling; costs nothing otherwise."""
+        return self._clock(name) if self._clock is not None else contextlib.nullcontext()
+
     # ----------------------------------------------------------------------------------------------------------
     def _adapt(self, frame: Frame, passes: dict[str, int]) -> StepResult:
         cfg = self.cfg
         logs: dict[str, float] = {}
-        teacher_out, key = self._teacher_forward(frame, passes)
-        if cfg.use_boa:
-            before = self._bilevel(frame, teacher_out, key, passes, logs)
-        else:  # plain online fine-tuning (§4.13): one Adam step on the lower-level loss
-            loss, before = self._level_loss(frame, self.params, key, teacher_out, "lower", passes, logs)
-            self._apply(loss, passes)
-        check = self._check_forward(frame, passes)
+        with self._section("step"):
+            teacher_out, key = self._teacher_forward(frame, passes)
+            if cfg.use_boa:
+                before = self._bilevel(frame, teacher_out, key, passes, logs)
+            else:  # one level at theta (§4.13; the `fast` preset adds the teacher loss to it)
+                loss, before = self._level_loss(frame, self.params, key, teacher_out, "lower", passes, logs)
+                self._apply(loss, passes)
+            check = self._check_forward(frame, passes)
         steps, reason = 0, None
         if cfg.use_boa and cfg.dynamic_boa:
             change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
             while change > cfg.cos_sim_threshold and steps < cfg.optim_steps:
-                teacher_out, _ = self._teacher_forward(frame, passes, need_key=False)
-                loss, before = self._level_loss(frame, self.params, key, teacher_out, "upper", passes, logs)
-                try:
-                    self._apply(loss, passes)
-                except NonFiniteError as err:  # keep the steps already taken; stop here
-                    reason = f"dynamic step {steps + 1}: {err}"
-                    break
-                steps += 1
-                check = self._check_forward(frame, passes)
+                with self._section("dynamic"):
+                    teacher_out, _ = self._teacher_forward(frame, passes, need_key=False)
+                    loss, before = self._level_loss(frame, self.params, key, teacher_out, "upper", passes, logs)
+                    try:
+                        self._apply(loss, passes)
+                    except NonFiniteError as err:  # keep the steps already taken; stop here
+                        reason = f"dynamic step {steps + 1}: {err}"
+                        break
+                    steps += 1
+                    check = self._check_forward(frame, passes)
                 change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
         return self._result(check, frame, passes, True, steps, reason, logs)
 
@@ -231,7 +350,10 @@ class Adaptor:
         temporal = cfg.use_temporal_losses_lower if lower else cfg.use_temporal_losses_upper
         mixtrain = (cfg.lower_level_mixtrain if lower else cfg.upper_level_mixtrain) and self.exemplars is not None
         hist = self.history[0] if (temporal and cfg.use_motion and len(self.history) >= cfg.interval) else None
-        ex = self.exemplars.retrieve(key, cfg.sample_num) if mixtrain else None
+        ex = None
+        if mixtrain:
+            with self._section("retrieval"):
+                ex = self.exemplars.retrieve(key, cfg.sample_num)
         images = [frame.image] + ([ex.images] if ex is not None else []) + ([hist.image] if hist else [])
         out = self._forward(params, torch.cat(images), passes)
         joints = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
@@ -284,29 +406,49 @@ class Adaptor:
         return 5.0 * l2d + 5.0 * l3d + 0.001 * l_beta + 1.0 * l_pose
 
     # ----------------------------------------------------------------------------------------------------------
+    def _run(self, module: torch.nn.Module, images: torch.Tensor, features: bool = False,
+             params: dict[str, torch.Tensor] | None = None) -> HMROutput:
+        """`module` (with `params` in place of its own, if given) on `images`, under the runtime's precision and
+        memory format; the outputs the algorithm reads come back as float32."""
+        if self.runtime.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.runtime.bf16
+                    else contextlib.nullcontext())
+        with autocast:
+            if params is None:
+                out = module(images, return_features=features)
+            else:
+                out = torch.func.functional_call(module, params, (images,), {"return_features": features})
+        if not self.runtime.bf16:
+            return out
+        named = dict(out.features)
+        if "fc1_iter3" in named:
+            named["fc1_iter3"] = named["fc1_iter3"].float()
+        return HMROutput(out.pred_rotmat.float(), out.pred_pose6d.float(), out.pred_betas.float(),
+                         out.pred_cam.float(), out.feature.float(), named)
+
     def _forward(self, params: dict[str, torch.Tensor], images: torch.Tensor, passes: dict[str, int]) -> HMROutput:
         passes["forward"] += 1
-        if params is self.params:
-            return self.model(images, return_features=True)
-        return torch.func.functional_call(self.model, params, (images,), {"return_features": True})
+        return self._run(self.model, images, True, None if params is self.params else params)
 
     def _teacher_forward(self, frame: Frame, passes: dict[str, int], need_key: bool = True
                          ) -> tuple[HMROutput | None, torch.Tensor | None]:
         """The teacher's prediction on the frame and the retrieval key (its pooled feature)."""
-        with torch.no_grad():
-            if self.teacher is not None and self.cfg.use_temporal_losses_upper:
+        cfg = self.cfg
+        with torch.no_grad(), self._section("teacher"):
+            if self.teacher is not None and (cfg.use_temporal_losses_upper or cfg.use_temporal_losses_lower):
                 passes["forward"] += 1
-                out = self.teacher(frame.image)
+                out = self._run(self.teacher, frame.image)
                 return out, out.feature
             if need_key and self.exemplars is not None:
                 passes["forward"] += 1
-                return None, self.model(frame.image).feature
+                return None, self._run(self.model, frame.image).feature
         return None, None
 
     def _check_forward(self, frame: Frame, passes: dict[str, int]) -> HMROutput:
         with torch.no_grad():
             passes["forward"] += 1
-            return self.model(frame.image, return_features=True)
+            return self._run(self.model, frame.image, features=True)
 
     def _apply(self, loss: torch.Tensor, passes: dict[str, int]) -> None:
         """Backward to theta and one Adam step, unless the loss or a gradient is non-finite; then the EMA."""
@@ -317,16 +459,17 @@ class Adaptor:
         if not all_finite([p.grad for p in self.params.values() if p.grad is not None]):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteError("non-finite gradient")
-        self.optimizer.step()
-        self._update_teacher()
+        with self._section("adam"):
+            self.optimizer.step()
+            self._update_teacher()
 
     def _update_teacher(self) -> None:
-        """teacher = alpha * teacher + (1 - alpha) * student, after every Adam step (§4.7)."""
+        """teacher = alpha * teacher + (1 - alpha) * student on the adapted parameters, after every Adam step (§4.7);
+        the others are equal in both and stay so."""
         if self.teacher is None:
             return
         with torch.no_grad():
-            for t, s in zip(self.teacher.parameters(), self.model.parameters()):
-                t.mul_(self.cfg.alpha).add_(s, alpha=1.0 - self.cfg.alpha)
+            torch._foreach_lerp_(self._ema[0], self._ema[1], 1.0 - self.cfg.alpha)
 
     @staticmethod
     def _require_finite(loss: torch.Tensor, what: str) -> None:
@@ -338,7 +481,7 @@ class Adaptor:
 
     def _result(self, out: HMROutput, frame: Frame, passes: dict[str, int], updated: bool, steps: int,
                 reason: str | None, logs: dict[str, float]) -> StepResult:
-        with torch.no_grad():
+        with torch.no_grad(), self._section("output"):
             smpl_out = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
                                  global_orient=out.pred_rotmat[:, :1], pose2rot=False)
         return StepResult(output=out, vertices=smpl_out.vertices, joints=smpl_out.joints, updated=updated,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from config import AdaptConfig, DataPaths
-from models.adaptor import Adaptor, ExemplarBatch, Frame
+from models.adaptor import ADAPTED_SCOPES, PRESETS, Adaptor, ExemplarBatch, Frame, Runtime, apply_preset, freeze_unadapted
 from models.hmr import HMR
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
@@ -170,3 +170,79 @@ def test_adaptation_lowers_the_2d_error_on_a_repeated_frame(smpl, prior):
     for _ in range(5):  # Adam(0.5, 0.9) on a random-init net oscillates later; 6 steps descend steadily
         last = ad.step(frame).losses["lower/kp2d"]
     assert last < 0.75 * first
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# speed options: presets, profile, precision, memory format, Adam implementation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_fast_preset_adapts_only_layer4_and_the_regressor(smpl, prior):
+    torch.manual_seed(0)
+    model = HMR("resnet18")
+    adapted = freeze_unadapted(model, PRESETS["fast"].adapted)
+    assert adapted == sum(p.numel() for n, p in model.named_parameters() if n.startswith(ADAPTED_SCOPES["layer4"]))
+    ad = Adaptor(model, smpl, apply_preset(AdaptConfig(lr=1e-3), "fast"), pose_prior=prior, exemplars=FakeBank(512))
+    before = weights(ad)
+    res = ad.step(make_frame())
+    # one level at theta: teacher forward, the frame's forward, check forward; one backward
+    assert res.updated and res.passes == {"forward": 3, "backward": 1} and res.dynamic_steps == 0
+    after = weights(ad)
+    assert "lower/teacher" in res.losses and "lower/labelled" not in res.losses and ad.exemplars is None
+    frozen = [k for k in before if not k.startswith(ADAPTED_SCOPES["layer4"]) and not k.startswith("init_")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["layer4.0.conv1.weight"], after["layer4.0.conv1.weight"])
+    assert not torch.equal(before["fc1.weight"], after["fc1.weight"])
+    assert len(ad.optimizer.state) == len(ad.params) == len([n for n, _ in model.named_parameters()
+                                                             if n.startswith(ADAPTED_SCOPES["layer4"])])
+    teacher = ad.teacher.state_dict()
+    assert all(torch.equal(teacher[k], after[k]) for k in frozen)
+
+
+def test_apply_preset_keeps_explicit_options():
+    cfg = apply_preset(AdaptConfig(dynamic_boa=True), "fast", keep={"dynamic_boa"})
+    assert cfg.dynamic_boa and not cfg.use_boa and cfg.use_temporal_losses_lower
+    assert apply_preset(AdaptConfig(), "paper") == AdaptConfig()
+    with pytest.raises(ValueError, match="unknown preset"):
+        apply_preset(AdaptConfig(), "turbo")
+
+
+def test_profile_is_off_by_default_and_sections_add_up(smpl, prior):
+    ad = make_adaptor(smpl, prior, cos_sim_threshold=0.0, optim_steps=1)
+    assert ad.step(make_frame()).profile is None
+    ad.runtime.profile = True
+    res = ad.step(make_frame(1))
+    prof = res.profile
+    assert set(prof) == {"total", "step", "dynamic", "retrieval", "adam", "teacher", "output"}
+    assert prof["step"] + prof["dynamic"] + prof["output"] <= prof["total"]
+    assert prof["retrieval"] + prof["adam"] + prof["teacher"] <= prof["step"] + prof["dynamic"]
+
+
+def step_twice(smpl, prior, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints of the second of two adapted frames and the change of every adapted weight."""
+    torch.manual_seed(0)
+    ad = Adaptor(HMR("resnet18"), smpl, AdaptConfig(lr=1e-4, dynamic_boa=False), prior, FakeBank(512),
+                 runtime=runtime)
+    start = torch.cat([p.detach().flatten() for p in ad.params.values()])
+    ad.step(make_frame(0))
+    joints = ad.step(make_frame(1)).joints
+    return joints, torch.cat([p.detach().flatten() for p in ad.params.values()]) - start
+
+
+@pytest.fixture(scope="module")
+def float32_run(smpl, prior):
+    return step_twice(smpl, prior, Runtime())
+
+
+@pytest.mark.parametrize("runtime, atol", [(Runtime(adam="loop"), 1e-6), (Runtime(channels_last=True), 1e-4),
+                                           (Runtime(bf16=True), 2e-2)])
+def test_runtime_options_change_results_only_by_rounding(smpl, prior, float32_run, runtime, atol):
+    """fused vs for-loop Adam, NHWC vs NCHW, bfloat16 autocast vs float32: the same joints (metres) after two frames
+    within rounding (bfloat16 keeps 8 bits of mantissa: about 1 cm a metre from the root), and the same updates
+    (Adam's first steps move a weight by about lr * sign(gradient), so a rounding-level change of a near-zero
+    gradient may flip a few elements: compare the mean)."""
+    ref_joints, ref_update = float32_run
+    joints, update = step_twice(smpl, prior, runtime)
+    assert torch.allclose(joints, ref_joints, atol=atol)
+    assert ref_update.abs().mean() > 1e-5  # the weights did move (lr 1e-4, two Adam steps)
+    assert (update - ref_update).abs().mean() < 0.1 * ref_update.abs().mean()
