@@ -33,8 +33,9 @@ import torch
 
 from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
 from datasets.base import StreamItem, crop_item
-from models.adaptor import PRESETS, Adaptor, Frame, Runtime, apply_preset, freeze_unadapted
+from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import BACKBONES, HMR
+from models.presets import PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 from utils.checkpoint import resolve_device

@@ -32,8 +32,9 @@ import torch
 
 from config import REPO_ROOT, AdaptConfig, DataPaths, build_parser, config_from_namespace, config_to_dict, option
 from datasets.base import StreamItem, collate_single
-from models.adaptor import ADAPTED_SCOPES, PRESETS, Adaptor, Frame, Runtime, apply_preset, freeze_unadapted
+from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import load_hmr_checkpoint
+from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 from utils.checkpoint import git_commit, read_checkpoint_extras, resolve_device, seed_everything, write_json

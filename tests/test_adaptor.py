@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from config import AdaptConfig, DataPaths
-from models.adaptor import ADAPTED_SCOPES, PRESETS, Adaptor, ExemplarBatch, Frame, Runtime, apply_preset, freeze_unadapted
+from models.adaptor import Adaptor, ExemplarBatch, Frame, Runtime
 from models.hmr import HMR
+from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 
