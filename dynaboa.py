@@ -164,9 +164,7 @@ def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, n
 
 def stream_tracks(stream: torch.utils.data.Dataset) -> list[tuple[str, int]]:
     """(sequence, person id) of every item, read without decoding any image."""
-    if hasattr(stream, "tracks"):  # PW3DStream
-        return list(stream.tracks)
-    return [entry[4] for entry in stream.items]  # InternetStream: (imgname, center, scale, part, track, frame)
+    return list(stream.tracks)
 
 
 def sequence_ranges(tracks: Sequence[tuple[str, int]], end: int) -> list[tuple[str, int, int]]:

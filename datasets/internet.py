@@ -47,6 +47,11 @@ class InternetStream(torch.utils.data.Dataset):
                                    float(data["scale"][i]), data["part"][i].copy(), (m["video"], int(m["track"])),
                                    int(frames[i])))
 
+    @property
+    def tracks(self) -> list[tuple[str, int]]:
+        """(video, track id) of every item, in stream order (as `PW3DStream.tracks`)."""
+        return [item[4] for item in self.items]
+
     def __len__(self) -> int:
         return len(self.items)
 
