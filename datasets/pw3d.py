@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from datasets.base import StreamItem, crop_item
+from datasets.preprocess.pw3d import OP_SLOTS  # BODY_25 slot of each COCO-18 joint in op_j2d
 from utils.keypoints import CONF_THRESHOLD, binarize_confidence, keypoint_box, to_j49
 
 FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
 FRAME_PATTERN = re.compile(r"image_(\d+)\.\w+$")  # imageFiles/<seq>/image_%05d.jpg
-OP_SLOTS = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]  # BODY_25 slots holding COCO-18
 KEYPOINT_SOURCES = ("smpl_j2d", "op_j2d")
 
 
