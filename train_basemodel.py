@@ -71,6 +71,8 @@ class TrainConfig:
 
     data_root: Path | None = _opt("data root: dataset_extras/, h36m/, smpl/ ($DYNABOA_DATA or data/ when unset)", None)
     run_dir: Path | None = _opt("run directory (config, checkpoints, metrics); resumed if it has a checkpoint", None)
+    evaluate: str = _opt("only validate this checkpoint (or 'mean-pose': the untrained network's mean pose) on "
+                         "h36m_valid.npz and print the errors", "")
     make_priors: bool = _opt("write smpl_mean_params.npz and gmm_08.pkl from the training poses, then stop", False)
     out: Path | None = _opt("folder --make-priors writes to (the data root when unset)", None)
     prior_max_samples: int = _opt("poses the GMM is fitted on (a seeded random subset; 0 = all)", 20000)
@@ -324,11 +326,26 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     return config_from_namespace(TrainConfig, ns, ns.config)
 
 
+def evaluate(cfg: TrainConfig) -> dict[str, float]:
+    """Held-out errors (mm) of `cfg.evaluate`: a checkpoint, or `mean-pose` (a fresh network of `cfg.backbone`, whose
+    prediction is the data root's mean pose up to its small random regressor output)."""
+    paths = DataPaths.from_root(cfg.data_root)
+    model = build_model(cfg, paths) if cfg.evaluate == "mean-pose" else load_hmr_checkpoint(Path(cfg.evaluate))
+    _, valid = _loaders(cfg, paths)
+    if valid is None:
+        raise FileNotFoundError(f"{paths.dataset_extras / 'h36m_valid.npz'} not found: nothing to evaluate on")
+    device = resolve_device(cfg.device)
+    with torch.no_grad():
+        return validate(model.to(device), build_smpl(paths, "neutral").to(device), valid, device)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     with logging_redirect_tqdm():
-        if cfg.make_priors:
+        if cfg.evaluate:
+            logger.info("%s on held-out source frames: %s", cfg.evaluate, evaluate(cfg))
+        elif cfg.make_priors:
             make_priors(cfg.data_root, cfg.out, cfg.prior_max_samples, cfg.seed)
         else:
             train(cfg)

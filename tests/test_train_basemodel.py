@@ -30,6 +30,7 @@ from utils.checkpoint import (
     LAST_CHECKPOINT,
     load_backbone_init,
     read_checkpoint_extras,
+    save_training_checkpoint,
     seed_everything,
 )
 from utils.geometry import rot6d_to_rotmat
@@ -193,3 +194,25 @@ def test_command_line(tmp_path: Path) -> None:
     assert cfg.init_backbone == tmp_path / "w.pth" and cfg.lr == 5e-5 and cfg.loss_scale == 60.0
     with pytest.raises(ValueError, match="--run-dir"):
         train(TrainConfig(data_root=tmp_path))
+
+
+def test_evaluate_mean_pose_and_a_checkpoint(tiny_world, tmp_path):
+    """`--evaluate` validates a checkpoint (or the untrained mean pose) on h36m_valid.npz; a checkpoint of the same
+    fresh network must score exactly what `mean-pose` scores."""
+    import train_basemodel as tb
+
+    cfg = tb.parse_args(["--data-root", str(tiny_world), "--backbone", "resnet10", "--img-res", "64",
+                         "--workers", "0", "--seed", "0", "--evaluate", "mean-pose"])
+    torch.manual_seed(0)
+    mean = tb.evaluate(cfg)
+    assert set(mean) == {"mpjpe", "pa_mpjpe"} and 0 < mean["pa_mpjpe"] <= mean["mpjpe"]
+    torch.manual_seed(0)
+    model = tb.build_model(cfg, DataPaths.from_root(tiny_world))
+    save_training_checkpoint(tmp_path / "m.pt", model, None, 0, 0, img_res=64)
+    ckpt = tb.evaluate(dataclasses.replace(cfg, evaluate=str(tmp_path / "m.pt")))
+    assert ckpt == pytest.approx(mean)
+    with torch.no_grad():  # a different checkpoint must score differently (the file is really read)
+        model.decpose.bias.add_(0.5)
+    save_training_checkpoint(tmp_path / "m2.pt", model, None, 0, 0, img_res=64)
+    moved = tb.evaluate(dataclasses.replace(cfg, evaluate=str(tmp_path / "m2.pt")))
+    assert moved["pa_mpjpe"] != pytest.approx(mean["pa_mpjpe"])
