@@ -36,8 +36,11 @@ def test_demo_pipeline_writes_table_results_and_overlay(tiny_world, assets, tmp_
     assert (root / "retrieval_res" / "cluster_res_random_sample_center_10_10_potocol2.pt").is_file()
     video = cv2.VideoCapture(str(tmp_path / "out" / "DynaBOA_smpl_j2d" / "overlay.mp4"))
     assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
-    # cached: a second call reruns nothing and gives the same table
+    # cached: a second call reruns nothing (no run file is rewritten) and gives the same table
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("frames.csv")}
+    assert len(written) == 2
     assert benchmark.run_benchmark(setting, root, tmp_path / "out", jobs=1, k=2, max_samples=0) == table
+    assert {p: p.stat().st_mtime_ns for p in written} == written
 
 
 def test_missing_assets_name_the_file(tmp_path, monkeypatch):
