@@ -177,6 +177,30 @@ def plain_training_step(model: HMR, img_res: int, runtime: Runtime, adam: dict[s
     return step
 
 
+def network_passes(model: HMR, img_res: int, runtime: Runtime, passes: Sequence[tuple[int, bool]]
+                   ) -> Callable[[], None]:
+    """The bare network work of a schedule: for each `(batch, grad)` one forward of `batch` crops, followed by a
+    backward to every parameter when `grad`; no SMPL, losses, optimiser or bookkeeping. Timing it gives the floor
+    under which no implementation of that schedule on this machine can go."""
+    net = copy.deepcopy(model).eval()
+    device = next(net.parameters()).device
+    inputs = {b: torch.randn(b, 3, img_res, img_res, device=device) for b, _ in passes}
+    if runtime.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        inputs = {b: x.contiguous(memory_format=torch.channels_last) for b, x in inputs.items()}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=runtime.bf16)
+
+    def run() -> None:
+        for batch, grad in passes:
+            with autocast, torch.set_grad_enabled(grad):
+                out = net(inputs[batch])
+            if grad:
+                net.zero_grad(set_to_none=True)
+                (out.pred_rotmat.float().square().mean() + out.pred_betas.float().square().mean()).backward()
+
+    return run
+
+
 def adam_and_ema_seconds(model: HMR, reps: int, device: torch.device) -> dict[str, float]:
     """Adam alone over every parameter (random gradients) per implementation, and the teacher EMA, loop vs lerp."""
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
@@ -252,18 +276,27 @@ def measure(cfg: BenchConfig, device: torch.device, root: Path) -> list[str]:
         lines.append(f"{schedule:<8}{what:<48}{seconds:>9.3f}{seconds / plain:>8.2f}{seconds / plain_default:>22.2f}")
 
     row("", "data loading (read a 1920x1080 JPEG, crop)", data_loading_seconds(root, cfg.img_res, reps, cfg.seed))
-    lines += schedule_lines(cfg, world, runtime, row)
+    lines += schedule_lines(cfg, world, runtime, row, parts["adam_fused"] + parts["ema_lerp"])
     lines.append(f"peak resident memory: {peak_rss_mb():.0f} MB"
                  + (f", CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device.type == "cuda" else ""))
     return lines
 
 
-def schedule_lines(cfg: BenchConfig, world: World, runtime: Runtime, row: Callable[[str, str, float], None]
-                   ) -> list[str]:
-    """Time the chosen schedules: table rows through `row`, the other lines returned."""
+def schedule_lines(cfg: BenchConfig, world: World, runtime: Runtime, row: Callable[[str, str, float], None],
+                   update_seconds: float = 0.0) -> list[str]:
+    """Time the chosen schedules: table rows through `row`, the other lines returned. `update_seconds` (one Adam
+    step and one teacher EMA) is added to the floors of the bilevel and the dynamic step."""
     lines, totals = [], {}
+    reps = max(cfg.frames, 1)
     if cfg.preset in ("paper", "both"):
         k = cfg.forced_steps
+        # the paper's batches: lower [frame, exemplar], upper [frame, exemplar, history]; teacher and check B=1
+        for what, passes in (("bilevel", [(1, False), (2, True), (3, True), (1, False)]),
+                             ("dynamic", [(1, False), (3, True), (1, False)])):
+            seconds = median_seconds(network_passes(world.model, cfg.img_res, runtime, passes), reps, world.device)
+            row("paper", f"floor of the {what} step (passes, Adam, EMA)", seconds + update_seconds)
+            shapes = ", ".join(f"B={b}{' fwd+bwd' if g else ' fwd'}" for b, g in passes)
+            lines.append(f"paper   floor of the {what} step = the network passes {shapes}, then Adam and EMA")
         forced = run_schedule(world, "paper", runtime, cfg.frames, cos_sim_threshold=0.0, optim_steps=k)
         real = run_schedule(world, "paper", runtime, cfg.frames)
         row("paper", "bilevel step, no dynamic step", median_of(forced, lambda r: r.profile["step"]))

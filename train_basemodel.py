@@ -59,6 +59,7 @@ logger = logging.getLogger("train_basemodel")
 _AUG = AugmentSettings()
 HIPS_J14 = [2, 3]  # R hip, L hip in the LSP-14 order (J24_TO_J14)
 PRIOR_COMPONENTS = 8  # gmm_08.pkl
+BEST_CHECKPOINT = "basemodel_best.pt"  # the validation with the lowest PA-MPJPE so far
 
 
 def _opt(text: str, default: Any, **extra: Any) -> Any:
@@ -105,6 +106,7 @@ class TrainConfig:
     beta_weight: float = _opt("betas MSE weight (SPIN)", 0.001)
     cam_weight: float = _opt("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
     loss_scale: float = _opt("factor on the whole loss (SPIN's 60)", 60.0)
+    grad_clip: float = _opt("clip the gradient's global norm at this value (0 = off; SPIN does not clip)", 0.0)
 
 
 def augment_settings(cfg: TrainConfig) -> AugmentSettings | None:
@@ -209,7 +211,7 @@ class _Run:
         self.smpl = build_smpl(paths, "neutral").to(self.device)
         self.model = build_model(cfg, paths).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.step = self.epoch = 0
+        self.step = self.epoch = self.skipped = 0
         self.total = cfg.steps if cfg.steps > 0 else cfg.epochs * len(self.train_loader)
         self.record: dict[str, Any] = {"train": [], "valid": [], **read_metrics(self.run_dir),
                                        "git_commit": git_commit(), "device": str(self.device)}
@@ -254,7 +256,14 @@ class _Run:
         loss, terms = compute_losses(self.model, self.smpl, batch, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if np.isfinite(grad_norm):
+            self.optimizer.step()
+        else:  # a non-finite loss or gradient: keep the weights and Adam's moments, count the skip
+            self.skipped += 1
+            logger.warning("step %d: non-finite gradient, update skipped (%d so far)", self.step + 1, self.skipped)
+        terms["grad_norm"] = grad_norm if np.isfinite(grad_norm) else 0.0
         self.step += 1
         self._sums = {k: self._sums.get(k, 0.0) + v for k, v in terms.items()}
         return terms["total"]
@@ -272,6 +281,9 @@ class _Run:
             self.record["valid"].append({"step": step, **validate(self.model, self.smpl, self.valid_loader,
                                                                    self.device)})
             logger.info("validation at step %d: %s", step, self.record["valid"][-1])
+            if self.record["valid"][-1]["pa_mpjpe"] <= min(v["pa_mpjpe"] for v in self.record["valid"]):
+                save_training_checkpoint(self.run_dir / BEST_CHECKPOINT, self.model, None, step, self.epoch,
+                                         cfg.img_res, half=cfg.half)
         if step % cfg.ckpt_every == 0 or last:
             save_training_checkpoint(self.run_dir / LAST_CHECKPOINT, self.model, self.optimizer, step, self.epoch,
                                      cfg.img_res)

@@ -105,6 +105,33 @@ def test_checkpoint_round_trip_and_resume(data_root: Path, tmp_path: Path) -> No
     assert [r["step"] for r in read_metrics(run)["train"]] == [1, 2, 3]
 
 
+def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    import train_basemodel
+
+    run = tmp_path / "run"
+    train(tiny_config(data_root, run, steps=2, val_every=1, grad_clip=1e-3))
+    record = read_metrics(run)
+    assert all(r["grad_norm"] > 1e-3 for r in record["train"])  # the norm is logged before clipping
+    best = min(record["valid"], key=lambda v: v["pa_mpjpe"])
+    assert read_checkpoint_extras(run / train_basemodel.BEST_CHECKPOINT)["step"] == best["step"]
+
+    # a non-finite loss skips the update: weights and Adam's state stay as they were
+    real = train_basemodel.compute_losses
+
+    def poisoned(model, smpl, batch, cfg):
+        loss, terms = real(model, smpl, batch, cfg)
+        return loss * float("nan"), terms
+
+    before = load_hmr_checkpoint(run / LAST_CHECKPOINT).state_dict()
+    monkeypatch.setattr(train_basemodel, "compute_losses", poisoned)
+    train(tiny_config(data_root, run, steps=3, val_every=0))
+    extras = read_checkpoint_extras(run / LAST_CHECKPOINT)
+    assert extras["step"] == 3
+    assert {float(s["step"]) for s in extras["optimizer"]["state"].values()} == {2.0}
+    after = load_hmr_checkpoint(run / LAST_CHECKPOINT).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_validation_reports_millimetres(data_root: Path) -> None:
     from torch.utils.data import DataLoader
 
