@@ -106,6 +106,8 @@ class TrainConfig:
     beta_weight: float = _opt("betas MSE weight (SPIN)", 0.001)
     cam_weight: float = _opt("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
     loss_scale: float = _opt("factor on the whole loss (SPIN's 60)", 60.0)
+    kp2d_warmup: int = _opt("steps over which the 2D keypoint weight ramps linearly from 0 to its value (0 = none; "
+                            "from scratch, an early 2D loss locks the root orientation in a local minimum)", 0)
     grad_clip: float = _opt("clip the gradient's global norm at this value (0 = off; SPIN does not clip)", 0.0)
 
 
@@ -120,9 +122,17 @@ def smpl_joints(smpl: SMPL, pred_rotmat: torch.Tensor, pred_betas: torch.Tensor)
                 pose2rot=False).joints
 
 
-def compute_losses(model: HMR, smpl: SMPL, batch: dict[str, torch.Tensor], cfg: TrainConfig
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The SPIN-style total loss of one batch (module docstring) and its terms as floats."""
+def kp2d_ramp(cfg: TrainConfig, step: int | None) -> float:
+    """Factor on the 2D keypoint weight at optimiser step `step` (0-based; None = fully on)."""
+    if step is None or cfg.kp2d_warmup <= 0:
+        return 1.0
+    return min(1.0, step / cfg.kp2d_warmup)
+
+
+def compute_losses(model: HMR, smpl: SMPL, batch: dict[str, torch.Tensor], cfg: TrainConfig,
+                   step: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The SPIN-style total loss of one batch (module docstring) and its terms as floats; `step` applies the 2D
+    keypoint warm-up (`kp2d_ramp`)."""
     out = model(batch["img"])
     joints = smpl_joints(smpl, out.pred_rotmat, out.pred_betas)
     kp2d = project_to_crop(joints, out.pred_cam, IMG_RES)
@@ -135,7 +145,7 @@ def compute_losses(model: HMR, smpl: SMPL, batch: dict[str, torch.Tensor], cfg: 
         gt_rotmat = batch_rodrigues(batch["pose"][has].reshape(-1, 3)).view(-1, 24, 3, 3)
         terms["pose"], terms["betas"] = losses.smpl_param_loss(out.pred_rotmat[has], out.pred_betas[has],
                                                                gt_rotmat, batch["betas"][has])
-    weights = {"kp2d": cfg.kp2d_weight, "kp3d": cfg.kp3d_weight, "pose": cfg.pose_weight,
+    weights = {"kp2d": cfg.kp2d_weight * kp2d_ramp(cfg, step), "kp3d": cfg.kp3d_weight, "pose": cfg.pose_weight,
                "betas": cfg.beta_weight, "cam": cfg.cam_weight}
     total = cfg.loss_scale * sum(weights[name] * value for name, value in terms.items())
     return total, {"total": float(total.detach()), **{name: float(value.detach()) for name, value in terms.items()}}
@@ -253,7 +263,7 @@ class _Run:
     def _optimise(self, batch: dict[str, Any]) -> float:
         """One Adam step; returns the total loss."""
         self.model.train()
-        loss, terms = compute_losses(self.model, self.smpl, batch, self.cfg)
+        loss, terms = compute_losses(self.model, self.smpl, batch, self.cfg, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")

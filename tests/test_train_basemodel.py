@@ -118,8 +118,8 @@ def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, 
     # a non-finite loss skips the update: weights and Adam's state stay as they were
     real = train_basemodel.compute_losses
 
-    def poisoned(model, smpl, batch, cfg):
-        loss, terms = real(model, smpl, batch, cfg)
+    def poisoned(model, smpl, batch, cfg, step=None):
+        loss, terms = real(model, smpl, batch, cfg, step)
         return loss * float("nan"), terms
 
     before = load_hmr_checkpoint(run / LAST_CHECKPOINT).state_dict()
@@ -130,6 +130,28 @@ def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, 
     assert {float(s["step"]) for s in extras["optimizer"]["state"].values()} == {2.0}
     after = load_hmr_checkpoint(run / LAST_CHECKPOINT).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_kp2d_warmup_ramps_the_2d_weight(data_root: Path) -> None:
+    from datasets.h36m import H36MDataset, load_h36m_annotations
+    from train_basemodel import kp2d_ramp
+
+    cfg = tiny_config(data_root, None, kp2d_warmup=4)
+    assert [kp2d_ramp(cfg, s) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert kp2d_ramp(cfg, None) == 1.0 and kp2d_ramp(dataclasses.replace(cfg, kp2d_warmup=0), 0) == 1.0
+    ds = H36MDataset(load_h36m_annotations(data_root / "dataset_extras" / "h36m_train.npz"), data_root / "h36m", RES)
+    batch = {key: torch.stack([ds[i][key] for i in range(4)])
+             for key in ("img", "keypoints", "pose", "betas", "pose_3d", "has_smpl")}
+    torch.manual_seed(0)
+    model = HMR("resnet18").eval()
+    smpl = build_smpl(DataPaths.from_root(data_root), "neutral")
+    with torch.no_grad():
+        full, terms = compute_losses(model, smpl, batch, cfg)
+        start, _ = compute_losses(model, smpl, batch, cfg, step=0)
+        half, _ = compute_losses(model, smpl, batch, cfg, step=2)
+    kp2d = cfg.loss_scale * cfg.kp2d_weight * terms["kp2d"]
+    assert float(full - start) == pytest.approx(kp2d, rel=1e-4)
+    assert float(full - half) == pytest.approx(kp2d / 2, rel=1e-4)
 
 
 def test_validation_reports_millimetres(data_root: Path) -> None:

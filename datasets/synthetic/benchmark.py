@@ -1,6 +1,6 @@
-"""The synthetic benchmark: base model, online fine-tuning, BOA, DynaBOA and source-free DynaBOA on the synthetic
-target, under ground-truth 2D (`smpl_j2d`, the paper's #PS protocol) and estimated 2D (`op_j2d`, the detector-noise
-keypoints), with the committed base model.
+"""The synthetic benchmark: base model, online fine-tuning, BOA, DynaBOA, source-free DynaBOA and the fast preset on
+the synthetic target, under ground-truth 2D (`smpl_j2d`, the paper's #PS protocol) and estimated 2D (`op_j2d`, the
+detector-noise keypoints), with the committed base model.
 
     python -m datasets.synthetic.benchmark                      # the full benchmark (bash run_on_synthetic.sh)
     python -m datasets.synthetic.benchmark --preset quick       # the README's table: the first target sequence
@@ -34,6 +34,7 @@ METHODS = {
     "BOA": ["--no-dynamic-boa"],
     "DynaBOA": [],
     "DynaBOA source-free": ["--source-free"],
+    "fast preset": ["--preset", "fast"],  # one level, layer4 + regressor, teacher loss (models/presets.py)
 }
 PROTOCOLS = {"GT 2D": "smpl_j2d", "estimated 2D": "op_j2d"}
 
@@ -55,8 +56,8 @@ def every_run(methods=tuple(METHODS), protocols=tuple(PROTOCOLS)) -> tuple[tuple
 SETTINGS = {
     "full": Setting("default", "data/synthetic", every_run(), 0),
     # the first target sequence of the default world (300 frames): the README's table on a 2-core CPU
-    "quick": Setting("default", "data/synthetic",
-                     every_run(protocols=("GT 2D",)) + every_run(("base model", "DynaBOA"), ("estimated 2D",)), 300),
+    "quick": Setting("default", "data/synthetic", every_run(protocols=("GT 2D",))
+                     + every_run(("base model", "DynaBOA", "fast preset"), ("estimated 2D",)), 300),
     "demo": Setting("demo", "data/synthetic_demo", every_run(("base model", "DynaBOA"), ("GT 2D",)), 0),
 }
 
