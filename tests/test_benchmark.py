@@ -1,7 +1,9 @@
 """datasets.synthetic.benchmark on the tiny world: the `make demo` path (assets, retrieval, runs, table, overlay)."""
 from __future__ import annotations
 
+import os
 import shutil
+import time
 
 import cv2
 import pytest
@@ -41,6 +43,15 @@ def test_demo_pipeline_writes_table_results_and_overlay(tiny_world, assets, tmp_
     assert len(written) == 2
     assert benchmark.run_benchmark(setting, root, tmp_path / "out", jobs=1, k=2, max_samples=0) == table
     assert {p: p.stat().st_mtime_ns for p in written} == written
+    # a newer base model makes the retrieval database and the cached runs stale: both are rebuilt
+    cluster = root / "retrieval_res" / "cluster_res_random_sample_center_10_10_potocol2.pt"
+    built = cluster.stat().st_mtime_ns
+    now = time.time()
+    assert now > max(written.values()) / 1e9
+    os.utime(assets / "basemodel.pt", (now, now))
+    benchmark.run_benchmark(setting, root, tmp_path / "out", jobs=1, k=2, max_samples=0)
+    assert cluster.stat().st_mtime_ns > built
+    assert all(p.stat().st_mtime_ns > t for p, t in written.items())
 
 
 def test_missing_assets_name_the_file(tmp_path, monkeypatch):

@@ -82,10 +82,20 @@ def ensure_world(setting: Setting, root: Path, jobs: int) -> None:
     install_assets(root)
 
 
+def older_than_model(path: Path, root: Path) -> bool:
+    """True when `path` exists but predates the world's installed `basemodel.pt` (`install_assets` keeps the
+    committed file's time): features, clusters and runs computed with an earlier base model are stale."""
+    model = root / "basemodel.pt"
+    return path.is_file() and model.is_file() and path.stat().st_mtime < model.stat().st_mtime
+
+
 def ensure_retrieval(root: Path, k: int, max_samples: int) -> None:
     from utils.retrieval import CLUSTER_FILE, RetrievalConfig, build_database
 
-    if not (root / "retrieval_res" / CLUSTER_FILE).is_file():
+    cluster = root / "retrieval_res" / CLUSTER_FILE
+    if older_than_model(cluster, root):
+        logger.info("%s predates %s: rebuilding the retrieval database", cluster, root / "basemodel.pt")
+    if not cluster.is_file() or older_than_model(cluster, root):
         build_database(RetrievalConfig(data_root=root, k=k, max_samples=max_samples, device="cpu"))
 
 
@@ -95,6 +105,9 @@ def run_method(root: Path, out: Path, method: str, protocol: str, max_frames: in
 
     name = f"{method}_{PROTOCOLS[protocol]}".replace(" ", "_")
     metrics = out / name / "metrics.json"
+    if older_than_model(metrics, root) or older_than_model(out / name / "state.pt", root):
+        logger.info("%s was run with an earlier base model: running it again", out / name)
+        shutil.rmtree(out / name)
     if not metrics.is_file():
         argv = ["--data-root", str(root), "--expdir", str(out), "--expname", name, "--keypoints",
                 PROTOCOLS[protocol], "--device", "cpu", *METHODS[method]]
