@@ -348,11 +348,22 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     return config_from_namespace(TrainConfig, ns, ns.config)
 
 
+def mean_pose_model(cfg: TrainConfig, paths: DataPaths) -> HMR:
+    """A network of `cfg.backbone` whose prediction for every image is exactly the data root's mean parameters
+    (pose, shape, camera): the regressor's output layers are zero, so no iteration moves away from them."""
+    model = build_model(cfg, paths)
+    with torch.no_grad():
+        for decoder in (model.decpose, model.decshape, model.deccam):
+            decoder.weight.zero_()
+            decoder.bias.zero_()
+    return model
+
+
 def evaluate(cfg: TrainConfig) -> dict[str, float]:
-    """Held-out errors (mm) of `cfg.evaluate`: a checkpoint, or `mean-pose` (a fresh network of `cfg.backbone`, whose
-    prediction is the data root's mean pose up to its small random regressor output)."""
+    """Held-out errors (mm) of `cfg.evaluate`: a checkpoint, or `mean-pose` (`mean_pose_model`, the baseline a
+    trained model has to beat)."""
     paths = DataPaths.from_root(cfg.data_root)
-    model = build_model(cfg, paths) if cfg.evaluate == "mean-pose" else load_hmr_checkpoint(Path(cfg.evaluate))
+    model = mean_pose_model(cfg, paths) if cfg.evaluate == "mean-pose" else load_hmr_checkpoint(Path(cfg.evaluate))
     _, valid = _loaders(cfg, paths)
     if valid is None:
         raise FileNotFoundError(f"{paths.dataset_extras / 'h36m_valid.npz'} not found: nothing to evaluate on")
