@@ -10,7 +10,7 @@ import torch
 
 import bench_adapt
 from config import AdaptConfig, DataPaths
-from models.adaptor import Adaptor
+from models.adaptor import Adaptor, Runtime
 from models.hmr import HMR
 from models.smpl import build_smpl
 from utils import imutils
@@ -52,14 +52,31 @@ def test_report_gives_every_figure_in_plain_step_units(capsys):
     plain, plain_default = map(float, re.search(r"Adam\): ([\d.]+) s with fused Adam, ([\d.]+) s", out).groups())
     rows = {m[1].strip(): tuple(map(float, m.groups()[1:]))
             for m in re.finditer(r"^(?:paper|fast|)\s+(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
-    for label in ("data loading", "bilevel step, no dynamic step", "each dynamic step", "single-level step"):
+    for label in ("data loading", "bilevel step, no dynamic step", "each dynamic step", "single-level step",
+                  "floor of the bilevel step", "floor of the dynamic step"):
         seconds, units, units_default = next(v for k, v in rows.items() if k.startswith(label))
         assert seconds > 0  # the columns agree up to their rounding (4, 3 and 2 decimals)
         assert abs(units - seconds / plain) < 0.01 + 0.02 * units
         assert abs(units_default - seconds / plain_default) < 0.01 + 0.02 * units_default
     assert "passes: {'forward': 7, 'backward': 3} with 1 dynamic steps" in out  # 4 + 3k, 2 + k
+    # the floors time the same passes as the adaptor: 4 forwards and 2 backwards, then 3 and 1 per dynamic step
+    assert "floor of the bilevel step = the network passes B=1 fwd, B=2 fwd+bwd, B=3 fwd+bwd, B=1 fwd" in out
+    assert "floor of the dynamic step = the network passes B=1 fwd, B=3 fwd+bwd, B=1 fwd" in out
     assert "passes: {'forward': 3, 'backward': 1}" in out and "fast / paper per frame" in out
     assert re.search(r"peak resident memory: \d+ MB", out)
+
+
+def test_network_passes_run_forward_and_backward():
+    model = HMR("resnet10")
+    run = bench_adapt.network_passes(model, RES, Runtime(), [(1, False), (3, True)])
+    net = next(c.cell_contents for c in run.__closure__ if isinstance(c.cell_contents, HMR))  # the timed copy
+    assert net is not model
+    batches = []
+    net.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    run()
+    assert batches == [1, 3]
+    assert all(p.grad is not None for p in net.parameters())  # the B=3 pass went backward to every parameter
+    assert all(p.grad is None for p in model.parameters())  # the model itself is untouched
 
 
 def test_stream_memory_runs_the_program_loop():
