@@ -93,9 +93,10 @@ def ensure_retrieval(root: Path, k: int, max_samples: int) -> None:
     from utils.retrieval import CLUSTER_FILE, RetrievalConfig, build_database
 
     cluster = root / "retrieval_res" / CLUSTER_FILE
-    if older_than_model(cluster, root):
+    stale = older_than_model(cluster, root)
+    if stale:
         logger.info("%s predates %s: rebuilding the retrieval database", cluster, root / "basemodel.pt")
-    if not cluster.is_file() or older_than_model(cluster, root):
+    if stale or not cluster.is_file():
         build_database(RetrievalConfig(data_root=root, k=k, max_samples=max_samples, device="cpu"))
 
 
