@@ -53,7 +53,7 @@ from utils.checkpoint import (
 )
 from utils.constants import GT_SLICE, IMG_RES, J24_TO_J14
 from utils.geometry import batch_rodrigues, project_to_crop, rotmat_to_rot6d
-from utils.metrics import mpjpe, pa_mpjpe
+from utils.metrics import mpjpe, pa_mpjpe, rotation_error_deg
 
 logger = logging.getLogger("train_basemodel")
 _AUG = AugmentSettings()
@@ -153,18 +153,27 @@ def compute_losses(model: HMR, smpl: SMPL, batch: dict[str, torch.Tensor], cfg: 
 
 @torch.no_grad()
 def validate(model: HMR, smpl: SMPL, loader: DataLoader, device: torch.device) -> dict[str, float]:
-    """MPJPE and PA-MPJPE (mm) on the 14 LSP joints of the GT block, both centred at the middle of the hips."""
+    """MPJPE and PA-MPJPE (mm) on the 14 LSP joints of the GT block, both centred at the middle of the hips, and
+    `root_deg_median`, the median angle between predicted and GT root orientation (frames with `has_smpl`): PA-MPJPE
+    cannot see a wrong facing direction, MPJPE mixes it with everything else."""
     model.eval()
     errors: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": []}
+    root: list[np.ndarray] = []
     for batch in loader:
         out = model(batch["img"].to(device))
+        has = batch["has_smpl"].to(device) > 0.5
+        gt_root = batch_rodrigues(batch["pose"].to(device)[has, :3])
+        root.append(rotation_error_deg(out.pred_rotmat[has, 0], gt_root).cpu().numpy())
         pred = smpl_joints(smpl, out.pred_rotmat, out.pred_betas)[:, GT_SLICE][:, J24_TO_J14]
         gt = batch["pose_3d"].to(device)[:, J24_TO_J14, :3]
         pred = pred - pred[:, HIPS_J14].mean(dim=1, keepdim=True)
         gt = gt - gt[:, HIPS_J14].mean(dim=1, keepdim=True)
         errors["mpjpe"].append(mpjpe(pred, gt).cpu().numpy())
         errors["pa_mpjpe"].append(pa_mpjpe(pred, gt).cpu().numpy())
-    return {name: 1000.0 * float(np.concatenate(values).mean()) for name, values in errors.items()}
+    result = {name: 1000.0 * float(np.concatenate(values).mean()) for name, values in errors.items()}
+    roots = np.concatenate(root)
+    result["root_deg_median"] = float(np.median(roots)) if len(roots) else float("nan")
+    return result
 
 
 def build_model(cfg: TrainConfig, paths: DataPaths) -> HMR:

@@ -112,3 +112,14 @@ def test_evaluate_batch_translation_only_gives_pve_not_mpjpe():
     out = metrics.evaluate_batch(gt + [0.03, 0.04, 0.0], gt, gt, _toy_regressor())
     np.testing.assert_allclose(out["mpjpe"], 0.0, atol=1e-9)  # removed by the pelvis
     np.testing.assert_allclose(out["pve"], 50.0)  # |(0.03, 0.04, 0)| = 0.05 m = 50 mm
+
+
+def test_rotation_error_by_hand():
+    from utils.geometry import batch_rodrigues
+    from utils.metrics import rotation_error_deg
+
+    gt = batch_rodrigues(torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [0.0, 0.0, 0.0]]))
+    turn = batch_rodrigues(torch.tensor([[0.0, 0.0, np.pi / 2], [0.0, 0.0, 0.0], [np.pi, 0.0, 0.0]]))
+    err = rotation_error_deg(gt @ turn, gt)  # a quarter turn, none, a half turn
+    assert torch.allclose(err, torch.tensor([90.0, 0.0, 180.0]), atol=1e-3)
+    assert isinstance(rotation_error_deg(gt.numpy(), gt.numpy()), np.ndarray)

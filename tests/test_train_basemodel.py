@@ -167,6 +167,7 @@ def test_validation_reports_millimetres(data_root: Path) -> None:
                        torch.device("cpu"))
     # fixture joints lie within +-0.45 m of the origin and the random model is far off: errors of 100s of mm
     assert 50.0 < metrics["pa_mpjpe"] <= metrics["mpjpe"] < 2000.0
+    assert 0.0 <= metrics["root_deg_median"] <= 180.0
 
 
 def test_mean_rotation_of_opposite_turns_is_identity() -> None:
@@ -254,7 +255,7 @@ def test_evaluate_mean_pose_and_a_checkpoint(tiny_world, tmp_path):
                          "--workers", "0", "--seed", "0", "--evaluate", "mean-pose"])
     torch.manual_seed(0)
     mean = tb.evaluate(cfg)
-    assert set(mean) == {"mpjpe", "pa_mpjpe"} and 0 < mean["pa_mpjpe"] <= mean["mpjpe"]
+    assert set(mean) == {"mpjpe", "pa_mpjpe", "root_deg_median"} and 0 < mean["pa_mpjpe"] <= mean["mpjpe"]
     torch.manual_seed(1)  # the mean pose does not depend on the random initialisation
     model = tb.mean_pose_model(cfg, DataPaths.from_root(tiny_world))
     mean_params = load_mean_params(tiny_world / "smpl_mean_params.npz")

@@ -55,6 +55,22 @@ def pve(pred_verts: Array, gt_verts: Array) -> Array:
     return mpjpe(pred_verts, gt_verts)
 
 
+def rotation_error_deg(pred: Array, gt: Array) -> Array:
+    """Geodesic angle between rotations, in degrees.
+
+    Args:
+        pred: [B, 3, 3] rotation matrices.
+        gt: [B, 3, 3].
+    Returns:
+        [B] the angle of pred^T gt, in [0, 180].
+    """
+    from utils.geometry import rotmat_to_axis_angle
+
+    pred_t, gt_t = _to_torch(pred), _to_torch(gt)
+    assert pred_t.shape == gt_t.shape and pred_t.shape[1:] == (3, 3), (pred_t.shape, gt_t.shape)
+    return _like(torch.rad2deg(rotmat_to_axis_angle(pred_t.transpose(1, 2) @ gt_t).norm(dim=-1)), pred)
+
+
 def similarity_transform(src: Array, dst: Array) -> Array:
     """Align `src` onto `dst` with the best similarity (scale, rotation with det = +1, translation).
 
