@@ -107,7 +107,7 @@ class TrainConfig:
     cam_weight: float = _opt("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
     loss_scale: float = _opt("factor on the whole loss (SPIN's 60)", 60.0)
     kp2d_warmup: int = _opt("steps over which the 2D keypoint weight ramps linearly from 0 to its value (0 = none; "
-                            "from scratch, an early 2D loss locks the root orientation in a local minimum)", 0)
+                            "from scratch, an early 2D loss can keep the root orientation at chance: README)", 0)
     grad_clip: float = _opt("clip the gradient's global norm at this value (0 = off; SPIN does not clip)", 0.0)
 
 
