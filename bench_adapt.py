@@ -7,7 +7,7 @@ Random weights, synthetic frames and a temporary exemplar cache (so retrieval is
 each schedule it times the adaptor's own sections (`Runtime(profile=True)`): the bilevel step, each dynamic step
 (forced with threshold 0 and `--forced-steps` steps), retrieval, and the schedule with its real stop rule; plus the
 reading and cropping of a full-HD JPEG (data loading) and, in the same run, one plain batch-1 training step
-(forward, backward, Adam). `--stream-frames N` runs the program's frame loop (`dynaboa.adapt_stream`) on a small
+(forward, backward, Adam). `--stream-frames N` runs the program's frame loop (`datasets.session.adapt_stream`) on a small
 network for N frames in a fresh process and reports its peak resident memory after 500 and after N frames.
 """
 from __future__ import annotations
@@ -349,7 +349,7 @@ class SyntheticStream(torch.utils.data.Dataset):
 def stream_memory(cfg: BenchConfig) -> dict[str, float]:
     """The program's frame loop on `cfg.stream_frames` synthetic frames (paper schedule, results written as a run
     does); meant for a fresh process, so that the peak memory is the loop's own."""
-    import dynaboa
+    from datasets.session import RunConfig, adapt_stream
     from utils.results import RunWriter
 
     if cfg.threads:
@@ -361,10 +361,10 @@ def stream_memory(cfg: BenchConfig) -> dict[str, float]:
         runtime = Runtime(bf16=cfg.bf16, channels_last=cfg.channels_last)
         adaptor = Adaptor(world.model, world.smpl, AdaptConfig(), world.prior, world.bank, runtime)
         stream = SyntheticStream(cfg.stream_frames, cfg.stream_img_res, marks=[mark])
-        run = dynaboa.RunConfig(chunk=500, workers=0, max_frames=cfg.stream_frames)
+        run = RunConfig(chunk=500, workers=0, max_frames=cfg.stream_frames)
         writer = RunWriter(Path(tmp) / "run", run.chunk)
         start = time.perf_counter()
-        dynaboa.adapt_stream(adaptor, stream, writer, None, run, device)
+        adapt_stream(adaptor, stream, writer, None, run, device)
         seconds = (time.perf_counter() - start) / cfg.stream_frames
         writer.finish({})
     return {"mark": mark, "at_mark": stream.peaks[mark], "at_end": peak_rss_mb(), "seconds": seconds}

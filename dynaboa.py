@@ -6,7 +6,8 @@
 
 The original's spellings work too (`--use_boa 1 --dynamic_boa 1 --optim_steps 7 --model_file data/basemodel.pt`).
 A run directory `<expdir>/<expname>/` receives the resolved config, one CSV row per frame as frames finish, chunks
-of predictions and, at each chunk's end, the state that `--resume` continues from; `metrics.json` at the end.
+of predictions and, at each chunk's end, the state that `--resume` continues from; `metrics.json` at the end. The
+work is done by `datasets.session`; this file is its command line.
 
 The original adapts one continuous stream. `--reset-per-sequence` starts every sequence (the track name before ":",
 e.g. `3dpw_25`; the persons of a sequence share its scene, so adaptation carries over between them) from the base
@@ -15,75 +16,14 @@ model with a seed derived from the sequence name, and then `--jobs N` adapts seq
 `sequences/<name>/` (resumable on its own); they are merged into the same files, in stream order, identical to the
 serial run given the same `--threads`.
 """
+
 from __future__ import annotations
 
-import csv
-import dataclasses
 import logging
-import os
-import time
-import zlib
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
-
-from config import REPO_ROOT, AdaptConfig, DataPaths, build_parser, config_from_namespace, config_to_dict, option
-from datasets.base import StreamItem, collate_single
-from models.adaptor import Adaptor, Frame, Runtime
-from models.hmr import load_hmr_checkpoint
-from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
-from models.prior import MaxMixturePrior
-from models.smpl import build_smpl
-from utils.checkpoint import git_commit, read_checkpoint_extras, resolve_device, seed_everything, write_json
-from utils.constants import IMG_RES
-from utils.geometry import crop_cam_to_full_cam, rotmat_to_axis_angle, weak_cam_to_translation
-from utils.results import FIELDS, RunWriter, summarize
-
-logger = logging.getLogger("dynaboa")
-PARTS_DIR = "sequences"  # <exppath>/sequences/<name>/: one sequence of a parallel run
-
-
-@dataclass
-class RunConfig:
-    """What to adapt on and where results go."""
-
-    dataset: str = option("test stream", default="3dpw", choices=("3dpw", "internet"))
-    expdir: Path = option("output root", default=Path("exps"))
-    expname: str = option("run name; results in <expdir>/<expname>", default="3dpw")
-    data_root: Path | None = option("data root (default: $DYNABOA_DATA or data/)", default=None)
-    model_file: Path | None = option("base model checkpoint (default: <data root>/basemodel.pt)", default=None)
-    keypoints: str = option("2D keypoints that drive adaptation on 3DPW: projected GT (#PS) or the file's detections",
-                        default="smpl_j2d", choices=("smpl_j2d", "op_j2d"))
-    source_free: bool = option("no source exemplars (no Human3.6M needed): retrieval and co-training off", default=False)
-    img_res: int = option("crop size; 0 = the checkpoint's img_res entry, else 224", default=0)
-    seed: int = option("random seed", default=22)
-    device: str = option("auto, cpu or cuda", default="auto")
-    max_frames: int = option("stop after this many frames (0 = all)", default=0)
-    chunk: int = option("frames per prediction file and per saved resume state", default=500)
-    resume: bool = option("continue the run in <expdir>/<expname>", default=False)
-    workers: int = option("image-reading worker processes (0 in the processes of --jobs)", default=1)
-    check_assets: bool = option("only check that every needed file is present and valid, then exit", default=False)
-    focal_length: float = option("focal length (pixels) of the full-image camera in the results; 0 = 1.2 min(W, H)",
-                                 default=0.0)
-    batch_size: int = option("kept for the original's command lines; adaptation is per frame (must be 1)", default=1)
-    preset: str = option("schedule: paper (DynaBOA) or fast (one level with the teacher loss, layer4 + regressor "
-                         "adapt, no source data); options given explicitly override it", default="paper",
-                         choices=tuple(PRESETS))
-    adapted: str | None = option("parameters that adapt (default: the preset's)", default=None,
-                                 choices=tuple(ADAPTED_SCOPES))
-    bf16: bool = option("bfloat16 autocast of the network (CPU and CUDA)", default=False)
-    channels_last: bool = option("channels-last memory format for the network", default=False)
-    reset_per_sequence: bool = option("start every sequence from the base model (the original: one stream)",
-                                      default=False)
-    jobs: int = option("sequences adapted in parallel processes (needs --reset-per-sequence)", default=1)
-    threads: int = option("torch threads per process (0: torch's default, or cores / jobs with --jobs)", default=0)
-
-
-# the original's options that have no effect (reference §1.4); accepted so old command lines still run
-IGNORED_ORIGINAL_OPTIONS = ("--seq_seed", "--record_lowerlevel", "--mixtrain", "--save_res")
+from config import AdaptConfig, build_parser, config_from_namespace
+from datasets.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfig]:
@@ -97,277 +37,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfi
     if run.jobs < 1 or (run.jobs > 1 and not run.reset_per_sequence):
         parser.error("--jobs N > 1 adapts sequences in parallel and needs --reset-per-sequence: one continuous "
                      "stream cannot be split")
-    adapt = apply_preset(adapt, run.preset, keep=vars(ns))
-    if run.source_free:
-        adapt.retrieval = adapt.lower_level_mixtrain = adapt.upper_level_mixtrain = False
-    if run.dataset == "internet" and "shape_prior_weight" not in vars(ns):
-        adapt.shape_prior_weight = 2e-4  # the original's internet setting (reference §1.5)
-    if run.keypoints == "op_j2d" and "keypoint_block" not in vars(ns):
-        adapt.keypoint_block = "gt"  # detections are mapped into both blocks
-    return run, adapt
-
-
-def build_stream(run: RunConfig, paths: DataPaths, img_res: int) -> torch.utils.data.Dataset:
-    if run.dataset == "3dpw":
-        from datasets.pw3d import PW3DStream
-
-        return PW3DStream(paths.dataset_extras, paths.pw3d_root, img_res, run.keypoints)
-    from datasets.internet import InternetStream
-
-    return InternetStream(paths.internet_root, img_res)
-
-
-def build_adaptor(run: RunConfig, adapt: AdaptConfig, paths: DataPaths, device: torch.device
-                  ) -> tuple[Adaptor, int]:
-    model_file = run.model_file or paths.base_model
-    img_res = run.img_res or int(read_checkpoint_extras(model_file).get("img_res", IMG_RES))
-    model = load_hmr_checkpoint(model_file).to(device)
-    freeze_unadapted(model, run.adapted or PRESETS[run.preset].adapted)
-    smpl = build_smpl(paths, "neutral").to(device)
-    prior = MaxMixturePrior.from_file(paths.gmm_prior).to(device) if adapt.pose_prior_weight > 0 else None
-    bank = None
-    if adapt.retrieval and (adapt.lower_level_mixtrain or adapt.upper_level_mixtrain):
-        from utils.retrieval import ExemplarBank
-
-        bank = ExemplarBank(paths.retrieval_dir, img_res, device, seed=run.seed)
-    runtime = Runtime(bf16=run.bf16, channels_last=run.channels_last)
-    return Adaptor(model, smpl, adapt, pose_prior=prior, exemplars=bank, runtime=runtime), img_res
-
-
-def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, np.ndarray]:
-    """What is kept of a frame (one row of results.npz): ids, SMPL parameters, cameras and the box.
-
-    The full-image camera has focal `focal_length` (0: EasyMocap's 1.2 min(W, H)) at the image centre; its
-    translation comes from the crop camera as reference-related.md D.4 derives.
-    """
-    out = res.output
-    rotmat = out.pred_rotmat[0].detach()
-    width, height = item.img_size
-    focal = focal_length or 1.2 * min(width, height)
-    side = item.scale * 200.0
-    cam = out.pred_cam.detach()
-    cam_full = crop_cam_to_full_cam(cam, torch.as_tensor(item.center, dtype=cam.dtype, device=cam.device)[None],
-                                    torch.tensor([side], dtype=cam.dtype, device=cam.device), width, height, focal)
-    return {"index": np.int64(item.index), "track": np.str_(f"{item.track[0]}:{item.track[1]}"),
-            "frame_id": np.int64(item.frame_id), "imgname": np.str_(item.imgname),
-            "rotmat": rotmat.cpu().numpy(), "pose": rotmat_to_axis_angle(rotmat).reshape(72).cpu().numpy(),
-            "betas": out.pred_betas[0].detach().cpu().numpy(), "pred_cam": cam[0].cpu().numpy(),
-            "cam_t": weak_cam_to_translation(cam)[0].cpu().numpy(), "cam_t_full": cam_full[0].cpu().numpy(),
-            "focal_length": np.float32(focal), "img_size": np.array([width, height], np.int64),
-            "bbox": np.array([*item.center, side], np.float32)}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Sequences
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def stream_tracks(stream: torch.utils.data.Dataset) -> list[tuple[str, int]]:
-    """(sequence, person id) of every item, read without decoding any image."""
-    return list(stream.tracks)
-
-
-def sequence_ranges(tracks: Sequence[tuple[str, int]], end: int) -> list[tuple[str, int, int]]:
-    """(sequence name, first index, end index) of the contiguous runs of one sequence among the first `end` items."""
-    ranges: list[tuple[str, int, int]] = []
-    for index, (name, _) in enumerate(tracks[:end]):
-        if ranges and ranges[-1][0] == name:
-            ranges[-1] = (name, ranges[-1][1], index + 1)
-        else:
-            ranges.append((name, index, index + 1))
-    names = [name for name, _, _ in ranges]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a sequence appears in more than one stretch of the stream: {names}")
-    return ranges
-
-
-def start_sequence(adaptor: Adaptor, seed: int, name: str) -> None:
-    """Back to the base model, with every generator seeded from (`seed`, sequence name): a sequence's results do
-    not depend on which process adapts it or on what ran before."""
-    adaptor.reset()
-    sequence_seed = (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**32
-    seed_everything(sequence_seed)
-    if adaptor.exemplars is not None:
-        adaptor.exemplars.rng = np.random.default_rng(sequence_seed)
-
-
-def set_threads(run: RunConfig) -> None:
-    threads = run.threads or (max(1, (os.cpu_count() or 1) // run.jobs) if run.jobs > 1 else 0)
-    if threads:
-        torch.set_num_threads(threads)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The frame loop
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: RunConfig, device: torch.device,
-                 first: int = 0, end: int | None = None) -> None:
-    """The frame loop over items [first, end): adapt, predict, evaluate, write; state saved at every chunk's end.
-
-    The writer counts frames from `first` (each sequence of a parallel run has its own). With
-    `run.reset_per_sequence`, the adaptor starts afresh at the first frame of every sequence.
-    """
-    from tqdm import tqdm
-
-    end = end if end is not None else len(stream) if run.max_frames <= 0 else min(len(stream), run.max_frames)
-    tracks = stream_tracks(stream) if run.reset_per_sequence else None
-    subset = torch.utils.data.Subset(stream, range(first + writer.start, end))
-    loader = torch.utils.data.DataLoader(subset, batch_size=1, collate_fn=collate_single, num_workers=run.workers)
-    running: dict[str, list[float]] = {}  # metric -> [sum, count] (constant memory over any stream length)
-    bar = tqdm(loader, total=len(subset), desc="adapting", dynamic_ncols=True)
-    for item in bar:
-        if tracks is not None and (item.index == 0 or tracks[item.index - 1][0] != item.track[0]):
-            start_sequence(adaptor, run.seed, item.track[0])
-        started = time.perf_counter()
-        frame = Frame(item.image[None].to(device), item.keypoints[None].to(device), item.track)
-        res = adaptor.step(frame)
-        row = {"index": item.index, "imgname": item.imgname, "track": f"{item.track[0]}:{item.track[1]}",
-               "updated": res.updated, "dynamic_steps": res.dynamic_steps,
-               "seconds": round(time.perf_counter() - started, 4)}
-        if evaluator is not None:
-            metrics = evaluator(res.vertices, item.gt)
-            row.update({k: round(v, 3) for k, v in metrics.items()})
-            for key, value in metrics.items():
-                total = running.setdefault(key, [0.0, 0])
-                total[0], total[1] = total[0] + value, total[1] + 1
-            bar.set_postfix({k: f"{v[0] / v[1]:.1f}" for k, v in running.items()}, refresh=False)
-        writer.add(row, prediction_arrays(item, res, run.focal_length))
-        done = item.index + 1 - first
-        if done % run.chunk == 0 or item.index + 1 == end:
-            writer.end_chunk(done, resume_state(adaptor))
-
-
-def resume_state(adaptor: Adaptor) -> dict:
-    bank = adaptor.exemplars
-    return {"adaptor": adaptor.state_dict(), "torch_rng": torch.get_rng_state(),
-            "bank_rng": bank.rng.bit_generator.state if bank is not None else None}
-
-
-def restore_state(adaptor: Adaptor, state: dict) -> None:
-    adaptor.load_state_dict(state["adaptor"])
-    torch.set_rng_state(state["torch_rng"])
-    if adaptor.exemplars is not None and state["bank_rng"] is not None:
-        adaptor.exemplars.rng.bit_generator.state = state["bank_rng"]
-
-
-def build_evaluator(run: RunConfig, paths: DataPaths, device: torch.device):
-    if run.dataset != "3dpw":
-        return None
-    from utils.evaluation import Evaluator
-
-    return Evaluator(paths, device)
-
-
-def adapt_run(run: RunConfig, adapt: AdaptConfig, exppath: Path, first: int = 0, end: int | None = None,
-              stream: torch.utils.data.Dataset | None = None) -> dict:
-    """Adapt items [first, end) of the stream (built when None) into the run directory `exppath`, resuming it with
-    `run.resume`; returns the summary."""
-    paths = DataPaths.from_root(run.data_root)
-    device = resolve_device(run.device)
-    adaptor, img_res = build_adaptor(run, adapt, paths, device)
-    stream = stream if stream is not None else build_stream(run, paths, img_res)
-    writer = RunWriter(exppath, run.chunk, resume=run.resume)
-    if writer.state is not None:
-        restore_state(adaptor, writer.state)
-        logger.info("resuming %s at frame %d", exppath, first + writer.start)
-    adapt_stream(adaptor, stream, writer, build_evaluator(run, paths, device), run, device, first, end)
-    summary = summarize(writer.rows_so_far())
-    writer.finish(summary)
-    return summary
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Sequences in parallel
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def adapt_sequence(run: RunConfig, adapt: AdaptConfig, name: str, first: int, end: int) -> None:
-    """One sequence of a parallel run, in a worker process: its own run under `<exppath>/sequences/<name>/`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    set_threads(run)
-    adapt_run(dataclasses.replace(run, workers=0), adapt, run.expdir / run.expname / PARTS_DIR / name, first, end)
-
-
-def sequence_done(path: Path, frames: int) -> bool:
-    """Whether the sequence run in `path` finished all its `frames` frames."""
-    if not (path / "metrics.json").is_file():
-        return False
-    with open(path / "frames.csv", newline="") as fh:
-        return sum(1 for _ in csv.DictReader(fh)) == frames
-
-
-def merge_sequences(exppath: Path, names: Sequence[str]) -> dict:
-    """The sequences' rows and predictions, in stream order, into `exppath`'s frames.csv, results.npz and
-    metrics.json (the files of a serial run); returns the summary."""
-    rows, arrays = [], []
-    for name in names:
-        part = exppath / PARTS_DIR / name
-        with open(part / "frames.csv", newline="") as fh:
-            rows += list(csv.DictReader(fh))
-        if (part / "results.npz").is_file():
-            with np.load(part / "results.npz") as npz:
-                arrays.append({key: npz[key] for key in npz.files})
-    with open(exppath / "frames.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    if arrays:
-        np.savez(exppath / "results.npz", **{key: np.concatenate([a[key] for a in arrays]) for key in arrays[0]})
-    summary = summarize(rows)
-    write_json(exppath / "metrics.json", summary)
-    return summary
-
-
-def adapt_parallel(run: RunConfig, adapt: AdaptConfig, exppath: Path, ranges: Sequence[tuple[str, int, int]]
-                   ) -> dict:
-    """Adapt the unfinished sequences in `run.jobs` processes (joblib's active backend), then merge them all."""
-    import joblib
-
-    todo = [r for r in ranges if not sequence_done(exppath / PARTS_DIR / r[0], r[2] - r[1])]
-    logger.info("%d sequences, %d to adapt, %d processes", len(ranges), len(todo), run.jobs)
-    joblib.Parallel(n_jobs=run.jobs)(joblib.delayed(adapt_sequence)(run, adapt, *r) for r in todo)
-    return merge_sequences(exppath, [name for name, _, _ in ranges])
-
-
-# ----------------------------------------------------------------------------------------------------------------
+    return run, resolve_adapt(run, adapt, explicit=vars(ns))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     run, adapt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    paths = DataPaths.from_root(run.data_root)
-    if run.model_file is not None:  # check the checkpoint that will be read
-        paths = dataclasses.replace(paths, base_model=run.model_file)
-    from utils.assets import check_assets, format_report, missing_required
-
-    statuses = check_assets(paths, run.dataset, source_free=not adapt.retrieval)
-    if missing_required(statuses):
-        logger.error("missing or invalid files under %s:\n%s", paths.root, format_report(statuses))
-        return 1
-    if run.check_assets:
-        logger.info("assets under %s:\n%s", paths.root, format_report(statuses))
-        return 0
-    seed_everything(run.seed)
-    set_threads(run)
-    exppath = run.expdir / run.expname
-    if not run.resume and ((exppath / "frames.csv").exists() or (exppath / PARTS_DIR).exists()):
-        raise FileExistsError(f"{exppath} already holds a run: pass --resume to continue it, or choose another "
-                              "--expname")
-    img_res = run.img_res or int(read_checkpoint_extras(paths.base_model).get("img_res", IMG_RES))
-    stream = build_stream(run, paths, img_res)
-    end = len(stream) if run.max_frames <= 0 else min(len(stream), run.max_frames)
-    exppath.mkdir(parents=True, exist_ok=True)
-    write_json(exppath / "config.json", {"run": config_to_dict(run), "adapt": config_to_dict(adapt),
-                                          "img_res": img_res, "frames": len(stream), "git_commit": git_commit(REPO_ROOT)})
-    if run.jobs > 1:
-        summary = adapt_parallel(run, adapt, exppath, sequence_ranges(stream_tracks(stream), end))
-    else:
-        summary = adapt_run(run, adapt, exppath, 0, end, stream)
-    logger.info("%s: %d frames, %s", exppath, summary["frames"],
-                ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if isinstance(v, float)))
-    return 0
+    summary = run_session(run, adapt)
+    return 0 if summary is not None else 1
 
 
 if __name__ == "__main__":

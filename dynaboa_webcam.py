@@ -6,7 +6,7 @@
 The original's spellings work too: `--use_boa 1 --dynamic_boa 1 --save_video 1` (saves `<res_dir>/output.mp4`),
 `--capture_mode video --vid_path clip.mp4`, `--res_dir`, `--model_file`, `--test_basemodel 1`.
 
-The adaptation is `models.adaptor.Adaptor`, built as `dynaboa.build_adaptor` builds it, with the original webcam
+The adaptation is `models.adaptor.Adaptor`, built by `datasets.session.build_adaptor`, with the original webcam
 defaults: plain fine-tuning (`use_boa 0`, `dynamic_boa 0`), no Human3.6M retrieval, the OpenPose-block keypoints
 (filled by the embedded MediaPipe detector's `mediapipe33` layout). A live camera is read by a thread that keeps only
 the newest frame: the program processes the newest frame and drops the rest, so it keeps up at its processing rate;
@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 import torch
 
-import dynaboa
 from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
+from datasets.session import build_adaptor
 from models.adaptor import Adaptor, Frame
 from utils.checkpoint import resolve_device, seed_everything
 from utils.detector import DetectorConfig, PoseDetector, largest_person
@@ -332,9 +332,7 @@ def run(cfg: WebcamConfig, adapt: WebcamAdaptConfig) -> RunStats:
     paths = DataPaths.from_root(cfg.data_root)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    run_cfg = dynaboa.RunConfig(dataset="internet", data_root=cfg.data_root, model_file=cfg.model_file,
-                                img_res=cfg.img_res, seed=cfg.seed)
-    adaptor, img_res = dynaboa.build_adaptor(run_cfg, adapt, paths, device)
+    adaptor, img_res = build_adaptor(adapt, paths, device, cfg.model_file, cfg.img_res, seed=cfg.seed)
     session, meter, stats = Session(cfg, adaptor, img_res, device), RateMeter(), RunStats()
     frames = sink = None
     try:

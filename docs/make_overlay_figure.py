@@ -65,11 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = WebcamConfig(display=False, data_root=args.data_root, device="cpu")
     adapt = WebcamAdaptConfig(use_boa=True, dynamic_boa=True, keypoint_block="gt", shape_prior_weight=2e-4,
                               lr=args.lr)
-    import dynaboa
     from config import DataPaths
+    from datasets.session import build_adaptor
 
-    run_cfg = dynaboa.RunConfig(dataset="internet", data_root=args.data_root)
-    adaptor, img_res = dynaboa.build_adaptor(run_cfg, adapt, DataPaths.from_root(args.data_root), resolve_device("cpu"))
+    adaptor, img_res = build_adaptor(adapt, DataPaths.from_root(args.data_root), resolve_device("cpu"))
     session, stats = Session(cfg, adaptor, img_res, resolve_device("cpu")), RunStats()
     try:
         for _ in range(args.steps):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import dynaboa
+from datasets import session
 from config import DataPaths
 from models.hmr import HMR, load_mean_params
 from utils.checkpoint import save_training_checkpoint
@@ -93,11 +94,11 @@ def test_presets_and_speed_options(world):
     assert explicit.use_boa and not explicit.dynamic_boa
     run_cfg, adapt = dynaboa.parse_args(["--data-root", str(world), "--preset", "fast", "--bf16", "--channels-last",
                                          "--source-free", "--device", "cpu"])
-    adaptor, img_res = dynaboa.build_adaptor(run_cfg, adapt, DataPaths.from_root(world), torch.device("cpu"))
+    adaptor, img_res = session.adaptor_for_run(run_cfg, adapt, DataPaths.from_root(world), torch.device("cpu"))
     assert img_res == 64 and adaptor.runtime.bf16 and adaptor.runtime.channels_last
     assert set(adaptor.params) == {n for n, _ in adaptor.model.named_parameters()
                                    if n.startswith(("layer4.", "fc1.", "fc2.", "decpose.", "decshape.", "deccam."))}
     assert adaptor.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     run_cfg, adapt = dynaboa.parse_args(["--data-root", str(world), "--adapted", "head", "--source-free"])
-    adaptor, _ = dynaboa.build_adaptor(run_cfg, adapt, DataPaths.from_root(world), torch.device("cpu"))
+    adaptor, _ = session.adaptor_for_run(run_cfg, adapt, DataPaths.from_root(world), torch.device("cpu"))
     assert all(n.startswith(("fc1.", "fc2.", "dec")) for n in adaptor.params) and adapt.use_boa

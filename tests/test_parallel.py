@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import dynaboa
+from datasets import session
 from models.hmr import HMR, load_mean_params
 from utils.checkpoint import save_training_checkpoint
 
@@ -95,7 +96,7 @@ def test_jobs_need_reset_per_sequence():
 
 def test_sequence_ranges():
     tracks = [("a", 0)] * 3 + [("a", 1)] * 2 + [("b", 0)] * 2 + [("c", 0)]
-    assert dynaboa.sequence_ranges(tracks, 8) == [("a", 0, 5), ("b", 5, 7), ("c", 7, 8)]
-    assert dynaboa.sequence_ranges(tracks, 6) == [("a", 0, 5), ("b", 5, 6)]
+    assert session.sequence_ranges(tracks, 8) == [("a", 0, 5), ("b", 5, 7), ("c", 7, 8)]
+    assert session.sequence_ranges(tracks, 6) == [("a", 0, 5), ("b", 5, 6)]
     with pytest.raises(ValueError, match="more than one stretch"):
-        dynaboa.sequence_ranges([("a", 0), ("b", 0), ("a", 1)], 3)
+        session.sequence_ranges([("a", 0), ("b", 0), ("a", 1)], 3)
