@@ -134,9 +134,9 @@ def add_dataclass_arguments(
         origin = typing.get_origin(tp)
         if origin in (list, tuple):
             kwargs["nargs"] = "+"
-            kwargs["type"] = typing.get_args(tp)[0]
+            kwargs["type"] = _checked_type(typing.get_args(tp)[0], field_check(f, hints[f.name]))
         elif tp in (int, float, str):
-            kwargs["type"] = tp
+            kwargs["type"] = _checked_type(tp, field_check(f, hints[f.name]))
         elif tp is Path:
             kwargs["type"] = Path
         else:
@@ -160,7 +160,9 @@ def config_from_namespace(cls: type, ns: argparse.Namespace, yaml_path: Path | s
     for name, value in list(values.items()):
         if _strip_optional(hints[name]) is Path and value is not None:
             values[name] = Path(value)
-    return cls(**values)
+    cfg = cls(**values)
+    validate_config(cfg, f"{yaml_path}: " if yaml_path else "")
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -174,6 +176,54 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 def save_config(cfg: Any, path: Path | str) -> None:
     """Write the resolved config next to a run's results."""
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+@dataclass(frozen=True)
+class Check:
+    """A bound on an option's value, checked when the command line or a YAML file is parsed: `text` states it
+    ("> 0"), `test` decides."""
+
+    text: str
+    test: typing.Callable[[Any], bool]
+
+
+POSITIVE = Check("> 0", lambda value: value > 0)
+NON_NEGATIVE = Check(">= 0", lambda value: value >= 0)
+
+
+def field_check(f: dataclasses.Field, hint: Any) -> Check | None:
+    """The field's `check` (option(..., check=...)); numbers without one must be >= 0 (`check=None`: any value)."""
+    if "check" in f.metadata:
+        return f.metadata["check"]
+    tp = _strip_optional(hint)
+    if typing.get_origin(tp) in (list, tuple):
+        tp = typing.get_args(tp)[0]
+    return NON_NEGATIVE if tp in (int, float) else None
+
+
+def _checked_type(tp: type, check: Check | None) -> typing.Callable[[str], Any]:
+    """An argparse `type` converting to `tp` and rejecting values outside `check` (argparse names the option)."""
+    if check is None:
+        return tp
+
+    def convert(text: str) -> Any:
+        value = tp(text)
+        if not check.test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} (must be {check.text})")
+        return value
+
+    convert.__name__ = tp.__name__  # argparse's "invalid int value" message
+    return convert
+
+
+def validate_config(cfg: Any, where: str = "") -> None:
+    """Raise ValueError naming the first field whose value breaks its `Check` (YAML values are not argparse's)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        check, value = field_check(f, hints[f.name]), getattr(cfg, f.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if check is not None and any(v is not None and not check.test(v) for v in values):
+            raise ValueError(f"{where}{f.name} = {value!r}: must be {check.text}")
 
 
 def option(text: str, **extra: Any) -> Any:
@@ -218,6 +268,13 @@ class AdaptConfig:
     keypoint_block: str = option("joints that drive adaptation: the 24 GT joints or the 25 OpenPose joints",
                              default="gt", choices=("gt", "openpose"))
     teacher_dropout: bool = option("dropout on in the teacher (the original's benchmark); off = eval mode", default=False)
+    lr_scale: float = option("multiplies both learning rates (lr, fastlr): the paper's rates suit its ImageNet-initialised "
+                             "ResNet-50; choose the factor for another base model on a validation world", default=1.0)
+    probe: str = option("lower-level step: sgd (the paper: fastlr x gradient, so its size follows the gradient's "
+                        "scale) or adam (fastlr x the gradient preconditioned by the upper optimizer's second "
+                        "moment: about fastlr per weight whatever the network)", default="sgd", choices=("sgd", "adam"))
+    fixed_steps: int = option("extra single-level steps on every frame, without the dynamic rule (0 = none); gives "
+                              "plain fine-tuning as many updates per frame as DynaBOA takes", default=0)
 
 
 def build_parser(

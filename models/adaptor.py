@@ -38,7 +38,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Hashable, Protocol
+from typing import Any, Callable, ContextManager, Hashable, Protocol
 
 import torch
 
@@ -119,6 +119,7 @@ class StepResult:
     dynamic_steps: int = 0
     skipped_reason: str | None = None
     losses: dict[str, float] = field(default_factory=dict)
+    feature_changes: list[float] = field(default_factory=list)  # the dynamic rule's 1 - cos at each check
     passes: dict[str, int] = field(default_factory=lambda: {"forward": 0, "backward": 0})
     profile: dict[str, float] | None = None
 
@@ -175,6 +176,9 @@ class Adaptor:
         self.block = GT_SLICE if cfg.keypoint_block == "gt" else OP_SLICE
         self._initial_state = copy.deepcopy(model.state_dict())
         self._clock: _Clock | None = None
+        # diagnostics: called as inspector(level, weighted loss terms, parameters the loss was computed at) before
+        # each level's terms are summed (None: nothing is called; datasets/synthetic/diagnose.py sets it)
+        self.inspector: Callable[[str, dict[str, torch.Tensor], dict[str, torch.Tensor]], None] | None = None
         self.reset()
 
     # ----------------------------------------------------------------------------------------------------------
@@ -182,7 +186,7 @@ class Adaptor:
         """Back to the base model: weights, Adam state, teacher and history."""
         self.model.load_state_dict(self._initial_state)
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.cfg.lr,
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.cfg.lr * self.cfg.lr_scale,
                                           betas=(self.cfg.beta1, self.cfg.beta2), **ADAM_IMPLS[self.runtime.adam])
         self.teacher = None
         self._ema: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
@@ -259,22 +263,32 @@ class Adaptor:
                 loss, before = self._level_loss(frame, self.params, key, teacher_out, "lower", passes, logs)
                 self._apply(loss, passes)
             check = self._check_forward(frame, passes)
-        steps, reason = 0, None
-        if cfg.use_boa and cfg.dynamic_boa:
+        level = "upper" if cfg.use_boa else "lower"
+        steps, reason, changes = 0, None, []
+        change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
+        dynamic = cfg.use_boa and cfg.dynamic_boa
+        while steps < cfg.fixed_steps or (dynamic and change > cfg.cos_sim_threshold and steps < cfg.optim_steps):
+            changes.append(change)
+            with self._section("dynamic"):
+                try:
+                    before, check = self._extra_step(frame, key, level, passes, logs)
+                except NonFiniteError as err:  # keep the steps already taken; stop here
+                    reason = f"dynamic step {steps + 1}: {err}"
+                    break
+                steps += 1
             change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
-            while change > cfg.cos_sim_threshold and steps < cfg.optim_steps:
-                with self._section("dynamic"):
-                    teacher_out, _ = self._teacher_forward(frame, passes, need_key=False)
-                    loss, before = self._level_loss(frame, self.params, key, teacher_out, "upper", passes, logs)
-                    try:
-                        self._apply(loss, passes)
-                    except NonFiniteError as err:  # keep the steps already taken; stop here
-                        reason = f"dynamic step {steps + 1}: {err}"
-                        break
-                    steps += 1
-                    check = self._check_forward(frame, passes)
-                change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
-        return self._result(check, frame, passes, True, steps, reason, logs)
+        result = self._result(check, frame, passes, True, steps, reason, logs)
+        result.feature_changes = changes + [change]
+        return result
+
+    def _extra_step(self, frame: Frame, key: torch.Tensor | None, level: str, passes: dict[str, int],
+                    logs: dict[str, float]) -> tuple[torch.Tensor, HMROutput]:
+        """One single-level step at theta (a dynamic or fixed extra step): the level's loss, Adam, EMA, and the check
+        forward; returns the fc1_iter3 feature before the step and the check forward's output."""
+        teacher_out, _ = self._teacher_forward(frame, passes, need_key=False)
+        loss, before = self._level_loss(frame, self.params, key, teacher_out, level, passes, logs)
+        self._apply(loss, passes)
+        return before, self._check_forward(frame, passes)
 
     def _bilevel(self, frame: Frame, teacher_out: HMROutput | None, key: torch.Tensor, passes: dict[str, int],
                  logs: dict[str, float]) -> torch.Tensor:
@@ -286,11 +300,26 @@ class Adaptor:
             low, feat = self._level_loss(frame, probed, key, teacher_out, "lower", passes, logs)
             before = feat if before is None else before
             self._require_finite(low, "lower-level loss")
-            probed = inner_step(low, probed, cfg.fastlr, first_order=cfg.first_order)
+            probed = inner_step(low, probed, cfg.fastlr * cfg.lr_scale, first_order=cfg.first_order,
+                                scale=self._probe_scale() if cfg.probe == "adam" else None)
             passes["backward"] += 1
         up, _ = self._level_loss(frame, probed, key, teacher_out, "upper", passes, logs)
         self._apply(up, passes)
         return before
+
+    def _probe_scale(self) -> dict[str, torch.Tensor] | None:
+        """Per-weight divisors of the `adam` probe: sqrt of the upper optimizer's bias-corrected second moment (+ its
+        eps), so the probe moves each weight by about fastlr whatever the gradient's scale; None before the first
+        Adam step (that probe is the plain SGD one)."""
+        state = self.optimizer.state
+        scale = {}
+        for name, p in self.params.items():
+            st = state.get(p)
+            if not st or "exp_avg_sq" not in st:
+                return None
+            step = float(st["step"])
+            scale[name] = (st["exp_avg_sq"] / (1 - self.cfg.beta2 ** step)).sqrt_().add_(1e-8)
+        return scale
 
     def _level_loss(self, frame: Frame, params: dict[str, torch.Tensor], key: torch.Tensor,
                     teacher_out: HMROutput | None, level: str, passes: dict[str, int],
@@ -314,51 +343,55 @@ class Adaptor:
         joints = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
                            global_orient=out.pred_rotmat[:, :1], pose2rot=False).joints
         kp2d = project_to_crop(joints, out.pred_cam)
-        total = joints.new_zeros(())
+        terms: dict[str, torch.Tensor] = {}  # weighted terms of this level's loss
         if use_frame:
-            total = total + self._frame_loss(out, kp2d, frame, level, logs)
+            terms.update(self._frame_terms(out, kp2d, frame, level, logs))
         if temporal and teacher_out is not None:
             t_joints = self.smpl(betas=teacher_out.pred_betas, body_pose=teacher_out.pred_rotmat[:, 1:],
                                  global_orient=teacher_out.pred_rotmat[:, :1], pose2rot=False).joints
             t_loss = losses.teacher_loss(kp2d[:1], project_to_crop(t_joints, teacher_out.pred_cam), joints[:1],
                                          t_joints, out.pred_rotmat[:1], teacher_out.pred_rotmat, out.pred_betas[:1],
                                          teacher_out.pred_betas)
-            total = total + cfg.teacherloss_weight * t_loss
+            terms["teacher"] = cfg.teacherloss_weight * t_loss
             logs[f"{level}/teacher"] = _scalar(t_loss)
         if hist is not None:
             m_loss = losses.motion_loss(kp2d[:1, self.block], kp2d[-1:, self.block],
                                         frame.keypoints[:, self.block], hist.keypoints[:, self.block])
-            total = total + cfg.motionloss_weight * m_loss
+            terms["motion"] = cfg.motionloss_weight * m_loss
             logs[f"{level}/motion"] = _scalar(m_loss)
         if ex is not None:
             n = ex.images.shape[0]
             rows = slice(1, 1 + n)
-            lab = self._labelled_loss(out, joints[rows], kp2d[rows], rows, ex)
-            total = total + cfg.labelloss_weight * lab
-            logs[f"{level}/labelled"] = _scalar(lab)
+            parts = self._labelled_terms(out, joints[rows], kp2d[rows], rows, ex)
+            terms.update({f"exemplar_{k}": cfg.labelloss_weight * v for k, v in parts.items()})
+            logs[f"{level}/labelled"] = _scalar(sum(parts.values()))
+        if self.inspector is not None:
+            self.inspector(level, terms, params)
+        total = sum(terms.values(), joints.new_zeros(()))
         logs[f"{level}/total"] = _scalar(total)
         return total, out.features["fc1_iter3"][:1].detach()
 
-    def _frame_loss(self, out: HMROutput, kp2d: torch.Tensor, frame: Frame, level: str,
-                    logs: dict[str, float]) -> torch.Tensor:
+    def _frame_terms(self, out: HMROutput, kp2d: torch.Tensor, frame: Frame, level: str,
+                     logs: dict[str, float]) -> dict[str, torch.Tensor]:
+        """The frame's weighted 2D reprojection, shape prior and (when present) pose prior terms."""
         cfg = self.cfg
         l2d = losses.keypoint_2d_loss(kp2d[:1, self.block], frame.keypoints[:, self.block])
-        l_beta = shape_prior_loss(out.pred_betas[:1])
-        loss = cfg.s2dloss_weight * l2d + cfg.shape_prior_weight * l_beta
+        terms = {"kp2d": cfg.s2dloss_weight * l2d, "shape_prior": cfg.shape_prior_weight *
+                 shape_prior_loss(out.pred_betas[:1])}
         if self.pose_prior is not None:
-            loss = loss + cfg.pose_prior_weight * pose_prior_loss(self.pose_prior, out.pred_rotmat[:1])
+            terms["pose_prior"] = cfg.pose_prior_weight * pose_prior_loss(self.pose_prior, out.pred_rotmat[:1])
         logs[f"{level}/kp2d"] = _scalar(l2d)
-        return loss
+        return terms
 
-    def _labelled_loss(self, out: HMROutput, joints: torch.Tensor, kp2d: torch.Tensor, rows: slice,
-                       ex: ExemplarBatch) -> torch.Tensor:
-        """`5 L2d + 5 L3d + 0.001 MSE(beta) + 1 MSE(R)` on the exemplar rows (§4.2), on the 24 GT joints."""
+    def _labelled_terms(self, out: HMROutput, joints: torch.Tensor, kp2d: torch.Tensor, rows: slice,
+                        ex: ExemplarBatch) -> dict[str, torch.Tensor]:
+        """`5 L2d + 5 L3d + 0.001 MSE(beta) + 1 MSE(R)` on the exemplar rows (§4.2), on the 24 GT joints, by term."""
         n = ex.pose.shape[0]
         gt_rotmat = batch_rodrigues(ex.pose.reshape(-1, 3)).view(n, 24, 3, 3)
         l2d = losses.keypoint_2d_loss(kp2d[:, GT_SLICE], ex.keypoints[:, GT_SLICE])
         l3d = losses.keypoint_3d_loss(joints[:, GT_SLICE], ex.joints3d)
         l_pose, l_beta = losses.smpl_param_loss(out.pred_rotmat[rows], out.pred_betas[rows], gt_rotmat, ex.betas)
-        return 5.0 * l2d + 5.0 * l3d + 0.001 * l_beta + 1.0 * l_pose
+        return {"2d": 5.0 * l2d, "3d": 5.0 * l3d, "shape": 0.001 * l_beta, "pose": 1.0 * l_pose}
 
     # ----------------------------------------------------------------------------------------------------------
     def _run(self, module: torch.nn.Module, images: torch.Tensor, features: bool = False,

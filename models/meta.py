@@ -1,22 +1,19 @@
-"""The bilevel (MAML) primitive on `torch.func.functional_call`: a functional clone and one inner SGD step.
+"""The bilevel (MAML) primitive: one differentiable inner SGD step on a dict of parameter tensors.
 
 It replaces learn2learn's `MAML.clone()` / `.adapt()` (which does not install on Python 3.11) with the same
-semantics (reference-dynaboa.md §4.5) and knows nothing of humans:
+semantics (docs/method.md §3) and knows nothing of humans. The caller runs the network with other weights through
+`torch.func.functional_call`:
 
-    learner = FunctionalLearner(model)          # clone: the model's own parameters, no copy of the module
-    learner.adapt(lower_loss(learner(x)), lr)   # theta' = theta - lr * grad (first order: grad is a constant)
-    upper_loss(learner(x)).backward()           # gradients land on model.parameters(), evaluated at theta'
+    params = dict(model.named_parameters())                          # the model's own tensors, no copy
+    probed = inner_step(lower_loss(functional_call(model, params, x)), params, lr)   # theta' = theta - lr * grad
+    upper_loss(functional_call(model, probed, x)).backward()         # gradients land on model.parameters()
 
 Non-finite inner losses or gradients raise `NonFiniteGradientError` (rather than returning a flag), so a caller
 cannot silently continue from NaN weights; the adaptation engine catches it and skips the frame.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
-from torch.func import functional_call
 
 
 class NonFiniteGradientError(RuntimeError):
@@ -32,26 +29,9 @@ def all_finite(tensors: list[torch.Tensor]) -> bool:
     return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all())
 
 
-def params_of(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The module's named parameters (the tensors themselves, not copies)."""
-    return dict(module.named_parameters())
-
-
-def functional_forward(module: nn.Module, params: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
-    """Run `module` with `params` in place of its parameters; buffers and the train/eval mode are the module's.
-
-    Args:
-        module: the network; it is not modified.
-        params: name -> tensor for some or all parameters (missing names use the module's own).
-        *args, **kwargs: the module's forward arguments.
-    Returns:
-        Whatever `module.forward` returns.
-    """
-    return functional_call(module, params, args, kwargs)
-
-
 def inner_step(
-    loss: torch.Tensor, params: dict[str, torch.Tensor], lr: float, first_order: bool = True
+    loss: torch.Tensor, params: dict[str, torch.Tensor], lr: float, first_order: bool = True,
+    scale: dict[str, torch.Tensor] | None = None
 ) -> dict[str, torch.Tensor]:
     """One SGD step `theta' = theta - lr * d loss / d theta` that stays differentiable in theta.
 
@@ -64,6 +44,7 @@ def inner_step(
         params: name -> tensor; tensors that do not require grad or do not reach `loss` are returned unchanged.
         lr: inner learning rate.
         first_order: treat the gradient as a constant.
+        scale: name -> per-element divisor of the gradient (a preconditioned step, first order only); None: plain SGD.
     Returns:
         A new dict name -> updated tensor.
     Raises:
@@ -80,31 +61,8 @@ def inner_step(
         raise NonFiniteGradientError(f"gradient of the inner loss w.r.t. {bad!r} is not finite")
     updated = dict(params)
     for name, grad in present:  # one fused op per tensor (p - lr * g would allocate and traverse twice)
-        updated[name] = torch.add(params[name], grad.detach() if first_order else grad, alpha=-lr)
+        if scale is not None and name in scale:
+            updated[name] = torch.addcdiv(params[name], grad.detach(), scale[name], value=-lr)
+        else:
+            updated[name] = torch.add(params[name], grad.detach() if first_order else grad, alpha=-lr)
     return updated
-
-
-class FunctionalLearner:
-    """A MAML clone without copying the module: the module plus its own (possibly adapted) parameter tensors.
-
-    It starts from the module's parameters, so it predicts exactly as the module and gradients of anything it
-    computes reach `module.parameters()`. Buffers are read from the module on every call and passed as copies, so
-    the learner never writes into them (a BatchNorm in training mode cannot move the module's running statistics).
-    The train/eval mode is the module's.
-
-    Args:
-        module: the network.
-        params: starting parameters; `params_of(module)` when None.
-    """
-
-    def __init__(self, module: nn.Module, params: dict[str, torch.Tensor] | None = None) -> None:
-        self.module = module
-        self.params = params_of(module) if params is None else dict(params)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        buffers = {name: b.clone() for name, b in self.module.named_buffers()}
-        return functional_forward(self.module, {**buffers, **self.params}, *args, **kwargs)
-
-    def adapt(self, loss: torch.Tensor, lr: float, first_order: bool = True) -> None:
-        """Replace the learner's parameters by one `inner_step` on `loss` (see there; raises the same error)."""
-        self.params = inner_step(loss, self.params, lr, first_order=first_order)

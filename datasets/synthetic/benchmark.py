@@ -1,65 +1,91 @@
-"""The synthetic benchmark: base model, online fine-tuning, BOA, DynaBOA, source-free DynaBOA and the fast preset on
-the synthetic target, under ground-truth 2D (`smpl_j2d`, the paper's #PS protocol) and estimated 2D (`op_j2d`, the
-detector-noise keypoints), with the committed base model.
+"""The synthetic benchmark: the methods of `plans/methods.yaml` on the synthetic target under GT 2D (`smpl_j2d`, the
+paper's #PS protocol) and estimated 2D (`op_j2d`, the detector-noise keypoints), with the committed base model.
 
-    python -m datasets.synthetic.benchmark                      # the full benchmark (bash run_on_synthetic.sh)
-    python -m datasets.synthetic.benchmark --preset quick       # the README's table: the first target sequence
-    python -m datasets.synthetic.benchmark --preset demo        # what `make demo` runs: short, GT 2D only
+    python -m datasets.synthetic.benchmark                      # the benchmark of record (bash run_on_synthetic.sh)
+    python -m datasets.synthetic.benchmark --plan quick         # a short check: the first target sequence
+    python -m datasets.synthetic.benchmark --plan demo          # what `make demo` runs: short, GT 2D only
+    python -m datasets.synthetic.benchmark --plan validation --only DynaBOA --max-frames 900 --out exps/val_x
 
-Everything is cached: the world (`python -m datasets.synthetic`), the base-model files copied into the world's data
-root, the retrieval database (`python -m utils.retrieval`), and each finished run (its `metrics.json`); rerunning
-continues where it stopped. The table is printed and written to `<out>/benchmark.md` and `benchmark.json`.
+A plan (`plans/<name>.yaml`, or a path) names the world, the frames, the window of the learning curves and which
+methods run under which keypoints. Methods are independent, so `--jobs N` runs them in N processes (each stream
+stays serial, one process each). Everything is cached: the world (`python -m datasets.synthetic`), the base-model
+files copied into the world's data root, the retrieval database (`python -m utils.retrieval`), and each run (a
+finished one is skipped, an interrupted one resumes). The tables are printed and written to `<out>/benchmark.md` and
+`benchmark.json`; the learning curves to `<out>/curves.png` (and to the plan's `figure`, when it names one).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from config import REPO_ROOT
+import yaml
+
+from config import REPO_ROOT, AdaptConfig
 
 logger = logging.getLogger(__name__)
 
 ASSETS = REPO_ROOT / "data" / "synthetic_assets"  # committed: basemodel.pt, smpl_mean_params.npz, gmm_08.pkl
 ASSET_FILES = ("basemodel.pt", "smpl_mean_params.npz", "gmm_08.pkl")
-
-# method -> dynaboa.py options (everything else at the paper's defaults)
-METHODS = {
-    "base model": ["--no-adapt", "--source-free"],  # no update, so no exemplars are needed
-    "online fine-tuning": ["--no-use-boa"],
-    "BOA": ["--no-dynamic-boa"],
-    "DynaBOA": [],
-    "DynaBOA source-free": ["--source-free"],
-    "fast preset": ["--preset", "fast"],  # one level, layer4 + regressor, teacher loss (models/presets.py)
-}
+PLANS = Path(__file__).with_name("plans")
 PROTOCOLS = {"GT 2D": "smpl_j2d", "estimated 2D": "op_j2d"}
 
 
+def load_methods(path: Path = PLANS / "methods.yaml") -> dict[str, dict[str, dict[str, Any]]]:
+    """Method name -> {"run": RunConfig options, "adapt": AdaptConfig options}."""
+    methods = yaml.safe_load(path.read_text())
+    for name, spec in methods.items():
+        spec = spec or {}
+        unknown = set(spec) - {"run", "adapt"}
+        if unknown:
+            raise ValueError(f"{path}: method {name!r} has unknown sections {sorted(unknown)}; expected run, adapt")
+        methods[name] = {"run": dict(spec.get("run") or {}), "adapt": dict(spec.get("adapt") or {})}
+    return methods
+
+
+METHODS = load_methods()
+
+
 @dataclass(frozen=True)
-class Setting:
-    """A benchmark size: which world, which methods and protocols, how many frames."""
+class Plan:
+    """A benchmark: which world, which (method, protocol) runs in table order, how many frames, curve window."""
 
     world: str  # preset of `python -m datasets.synthetic`
     root: str  # data root (relative to the repository)
-    runs: tuple[tuple[str, str], ...]  # (method, protocol) pairs, in table order
-    max_frames: int  # 0 = every frame of the target
+    runs: tuple[tuple[str, str], ...]  # (method, protocol) pairs
+    max_frames: int = 0  # 0 = every frame of the target
+    seed: int = 0  # seed of the world
+    window: int = 300  # frames per window of the learning curves
+    figure: str | None = None  # also write the curves here (relative to the repository)
+    overlay: bool = False  # overlay video of the first DynaBOA run
 
 
-def every_run(methods=tuple(METHODS), protocols=tuple(PROTOCOLS)) -> tuple[tuple[str, str], ...]:
-    return tuple((m, p) for p in protocols for m in methods)
+def load_plan(name_or_path: str) -> Plan:
+    """A plan from `plans/<name>.yaml` or a YAML path; its methods must be in `METHODS`."""
+    path = Path(name_or_path)
+    path = path if path.suffix in (".yaml", ".yml") else PLANS / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no benchmark plan {path}: choose one of {sorted(p.stem for p in PLANS.glob('*.yaml'))}")
+    spec = yaml.safe_load(path.read_text())
+    runs = []
+    for protocol, methods in spec.pop("runs").items():
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"{path}: unknown keypoints {protocol!r}; expected one of {list(PROTOCOLS)}")
+        for method in methods:
+            if method not in METHODS:
+                raise ValueError(f"{path}: unknown method {method!r}; methods are named in {PLANS / 'methods.yaml'}")
+            runs.append((method, protocol))
+    return Plan(runs=tuple(runs), **spec)
 
 
-SETTINGS = {
-    "full": Setting("default", "data/synthetic", every_run(), 0),
-    # the first target sequence of the default world (300 frames): the README's table on a 2-core CPU
-    "quick": Setting("default", "data/synthetic", every_run(protocols=("GT 2D",))
-                     + every_run(("base model", "DynaBOA", "fast preset"), ("estimated 2D",)), 300),
-    "demo": Setting("demo", "data/synthetic_demo", every_run(("base model", "DynaBOA"), ("GT 2D",)), 0),
-}
+def run_name(method: str, protocol: str) -> str:
+    return f"{method}_{PROTOCOLS[protocol]}".replace(" ", "_").replace(",", "")
 
 
 def install_assets(root: Path, assets: Path | None = None) -> None:
@@ -75,10 +101,10 @@ def install_assets(root: Path, assets: Path | None = None) -> None:
             shutil.copy2(src, dst)
 
 
-def ensure_world(setting: Setting, root: Path, jobs: int) -> None:
+def ensure_world(plan: Plan, root: Path, jobs: int) -> None:
     from datasets.synthetic.generate import generate_world
 
-    generate_world(root, setting.world, seed=0, jobs=jobs)
+    generate_world(root, plan.world, seed=plan.seed, jobs=jobs)
     install_assets(root)
 
 
@@ -100,25 +126,49 @@ def ensure_retrieval(root: Path, k: int, max_samples: int) -> None:
         build_database(RetrievalConfig(data_root=root, k=k, max_samples=max_samples, device="cpu"))
 
 
-def run_method(root: Path, out: Path, method: str, protocol: str, max_frames: int) -> dict:
-    """One dynaboa.py run (skipped when its metrics exist); returns its metrics."""
-    import dynaboa
+def run_configs(root: Path, out: Path, method: str, protocol: str, max_frames: int, threads: int):
+    """The run and adaptation settings of one benchmark run, resolved as `dynaboa.py` resolves its options."""
+    from datasets.session import RunConfig, resolve_adapt
 
-    name = f"{method}_{PROTOCOLS[protocol]}".replace(" ", "_")
+    spec = METHODS[method]
+    name = run_name(method, protocol)
+    resume = (out / name / "state.pt").is_file() or (out / name / "frames.csv").is_file()
+    run = RunConfig(data_root=root, expdir=out, expname=name, keypoints=PROTOCOLS[protocol], device="cpu",
+                    max_frames=max_frames, resume=resume, threads=threads, workers=0, **spec["run"])
+    adapt = resolve_adapt(run, dataclasses.replace(AdaptConfig(), **spec["adapt"]), explicit=set(spec["adapt"]))
+    return run, adapt
+
+
+def run_method(root: Path, out: Path, method: str, protocol: str, max_frames: int, threads: int = 0) -> dict:
+    """One run through `datasets.session` (skipped when its metrics exist, resumed when interrupted); returns its
+    metrics."""
+    from datasets.session import run_session
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    name = run_name(method, protocol)
     metrics = out / name / "metrics.json"
     if older_than_model(metrics, root) or older_than_model(out / name / "state.pt", root):
         logger.info("%s was run with an earlier base model: running it again", out / name)
         shutil.rmtree(out / name)
     if not metrics.is_file():
-        argv = ["--data-root", str(root), "--expdir", str(out), "--expname", name, "--keypoints",
-                PROTOCOLS[protocol], "--device", "cpu", *METHODS[method]]
-        if max_frames:
-            argv += ["--max-frames", str(max_frames)]
-        if (out / name / "state.pt").is_file():
-            argv.append("--resume")
-        if dynaboa.main(argv) != 0:
-            raise RuntimeError(f"dynaboa.py failed for {name}")
+        run, adapt = run_configs(root, out, method, protocol, max_frames, threads)
+        if run_session(run, adapt) is None:
+            raise RuntimeError(f"the run {name} could not start: see the log above")
     return json.loads(metrics.read_text())
+
+
+def run_all(plan: Plan, root: Path, out: Path, jobs: int) -> dict[tuple[str, str], dict]:
+    """Every run of the plan, in `jobs` processes (one stream per process, `cores // jobs` torch threads each)."""
+    import joblib
+
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    todo = [r for r in plan.runs if not (out / run_name(*r) / "metrics.json").is_file()
+            or older_than_model(out / run_name(*r) / "metrics.json", root)]
+    if jobs > 1 and len(todo) > 1:
+        logger.info("%d runs, %d to do, in %d processes", len(plan.runs), len(todo), jobs)
+        joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_method)(root, out, m, p, plan.max_frames, threads)
+                                     for m, p in todo)
+    return {(m, p): run_method(root, out, m, p, plan.max_frames) for m, p in plan.runs}
 
 
 def write_demo_overlay(run_dir: Path, root: Path) -> Path:
@@ -140,54 +190,58 @@ def write_demo_overlay(run_dir: Path, root: Path) -> Path:
     return out
 
 
-def format_table(results: dict[tuple[str, str], dict]) -> str:
-    """Markdown table: one row per method and protocol, with the change of PA-MPJPE against the base model."""
-    lines = ["| method | 2D keypoints | PA-MPJPE (mm) | MPJPE (mm) | PVE (mm) | s / frame | dynamic steps / frame | "
-             "PA-MPJPE vs base |", "|---|---|---|---|---|---|---|---|"]
-    for (method, protocol), m in results.items():
-        base = results.get(("base model", protocol))
-        change = "" if base is None or method == "base model" else \
-            f"{100 * (m['pa_mpjpe'] / base['pa_mpjpe'] - 1):+.1f} %"
-        lines.append(f"| {method} | {protocol} | {m['pa_mpjpe']:.1f} | {m['mpjpe']:.1f} | {m['pve']:.1f} | "
-                     f"{m['seconds']:.3f} | {m.get('dynamic_steps', 0):.2f} | {change} |")
-    return "\n".join(lines) + "\n"
+def run_benchmark(plan: Plan, root: Path, out: Path, jobs: int = 1, k: int = 10, max_samples: int = 5000) -> str:
+    """Build what is missing, run what is not finished, and write the tables and curves; returns the tables."""
+    from datasets.synthetic import report
 
-
-def run_benchmark(setting: Setting, root: Path, out: Path, jobs: int = 1, k: int = 10,
-                  max_samples: int = 5000) -> str:
-    ensure_world(setting, root, jobs)
-    if any("--source-free" not in METHODS[m] for m, _ in setting.runs):
+    ensure_world(plan, root, jobs)
+    if any(run_configs(root, out, m, p, 0, 0)[1].retrieval for m, p in plan.runs):
         ensure_retrieval(root, k, max_samples)
     out.mkdir(parents=True, exist_ok=True)
-    results = {(m, p): run_method(root, out, m, p, setting.max_frames) for m, p in setting.runs}
-    table = format_table(results)
-    dynaboa_runs = [p for m, p in setting.runs if m == "DynaBOA"]
-    if dynaboa_runs:
-        video = write_demo_overlay(out / f"DynaBOA_{PROTOCOLS[dynaboa_runs[0]]}", root)
-        logger.info("overlay video of the first adapted sequence: %s", video)
-    (out / "benchmark.md").write_text(table)
+    results = run_all(plan, root, out, jobs)
+    rows = {key: report.read_rows(out / run_name(*key)) for key in results}
+    text = report.format_report(results, rows, plan.window)
+    (out / "benchmark.md").write_text(text)
     (out / "benchmark.json").write_text(json.dumps({f"{m} | {p}": v for (m, p), v in results.items()}, indent=2))
-    return table
+    figures = [out / "curves.png"] + ([REPO_ROOT / plan.figure] if plan.figure else [])
+    report.plot_curves(rows, plan.window, figures)
+    dynaboa_runs = [p for m, p in plan.runs if m == "DynaBOA"]
+    if plan.overlay and dynaboa_runs:
+        video = write_demo_overlay(out / run_name("DynaBOA", dynaboa_runs[0]), root)
+        logger.info("overlay video of the first adapted sequence: %s", video)
+    return text
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(SETTINGS), default="full", help="benchmark size")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default: exps/synthetic_<preset>)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes for generating the world")
+    parser.add_argument("--plan", "--preset", dest="plan", default="full",
+                        help="a plan in datasets/synthetic/plans (full, quick, demo, validation) or a YAML path")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: exps/synthetic_<plan>)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes: runs in parallel, and world generation")
+    parser.add_argument("--only", action="append", default=None, help="run only this method (repeatable)")
+    parser.add_argument("--max-frames", type=int, default=None, help="override the plan's frame count (0 = all)")
     parser.add_argument("--k", type=int, default=10, help="clusters of the retrieval database")
     parser.add_argument("--max-samples", type=int, default=5000,
                         help="source frames in the retrieval database (a seeded random subset; 0 = all)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    setting = SETTINGS[args.preset]
-    out = args.out or REPO_ROOT / "exps" / f"synthetic_{args.preset}"
-    table = run_benchmark(setting, REPO_ROOT / setting.root, out, args.jobs, args.k, args.max_samples)
-    print(table, end="")  # the table is this command's output
+    plan = load_plan(args.plan)
+    if args.only:
+        unknown = set(args.only) - set(METHODS)
+        if unknown:
+            raise SystemExit(f"unknown method(s) {sorted(unknown)}: methods are named in {PLANS / 'methods.yaml'}")
+        plan = dataclasses.replace(plan, runs=tuple(r for r in plan.runs if r[0] in args.only), figure=None)
+    if args.max_frames is not None:
+        plan = dataclasses.replace(plan, max_frames=args.max_frames)
+    out = args.out or REPO_ROOT / "exps" / f"synthetic_{Path(args.plan).stem}"
+    print(run_benchmark(plan, REPO_ROOT / plan.root, out, args.jobs, args.k, args.max_samples), end="")
     return 0
 
 
