@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import joblib
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from utils.constants import IMG_NORM_MEAN, IMG_NORM_STD, IMG_RES, J24_FLIP_PERM, SMPL_POSE_FLIP_PERM
 from utils.imutils import crop, read_image_rgb, transform
+from utils.io import restricted_joblib_load
 
 # key -> shape of one frame's entry (imgname is a string)
 H36M_SHAPES: dict[str, tuple[int, ...]] = {
@@ -104,7 +104,7 @@ def load_h36m_annotations(path: Path) -> dict[str, np.ndarray]:
         with np.load(path) as npz:
             raw = {key: npz[key] for key in npz.files}
     else:
-        raw = joblib.load(path)
+        raw = restricted_joblib_load(path, "Human3.6M annotation file")
     return validate_annotations(raw, path)
 
 

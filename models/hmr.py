@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.constants import IMG_RES
 from utils.geometry import rot6d_to_rotmat
+from utils.io import torch_load_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +145,6 @@ class HMROutput:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-@dataclass
-class HMRConfig:
-    """Network options of a program's command line."""
-
-    backbone: str = field(default="resnet50", metadata={
-        "help": "backbone; the released base model is resnet50", "choices": tuple(BACKBONES)})
-    img_res: int = field(default=IMG_RES, metadata={
-        "help": "side of the square crop fed to the network (px); the pool covers the whole final map"})
-
-
 class HMR(nn.Module):
     """GroupNorm ResNet + iterative error-feedback SMPL regressor (reference §2.1).
 
@@ -276,7 +266,7 @@ def build_hmr(smpl_mean_params: Path, backbone: str = "resnet50") -> HMR:
 
 
 
-def load_hmr_checkpoint(path: Path, model: HMR | None = None, weights_only: bool = True) -> HMR:
+def load_hmr_checkpoint(path: Path, model: HMR | None = None) -> HMR:
     """Load an HMR checkpoint strictly.
 
     Accepts the original layout `{'model': {'module.' + key: tensor}}`, the same without the prefix, and a bare
@@ -285,14 +275,13 @@ def load_hmr_checkpoint(path: Path, model: HMR | None = None, weights_only: bool
     Args:
         path: the checkpoint file (e.g. `data/basemodel.pt`).
         model: the model to fill; when None one is built with the backbone inferred from the keys.
-        weights_only: passed to `torch.load`; set False only for a trusted file holding other objects.
     Returns:
         The model, with every parameter and buffer from the file.
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: not a torch checkpoint, no state dict in it, or keys / shapes that do not match.
     """
-    state = read_state_dict(path, weights_only)
+    state = read_state_dict(path)
     if model is None:
         model = HMR(infer_backbone(state, path))
     _check_keys(model, state, path)
@@ -301,17 +290,21 @@ def load_hmr_checkpoint(path: Path, model: HMR | None = None, weights_only: bool
     return model
 
 
-def read_state_dict(path: Path, weights_only: bool = True) -> dict[str, torch.Tensor]:
-    """The HMR state dict of a checkpoint file, `module.` prefix removed, floating tensors as float32."""
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The HMR state dict of a checkpoint file, `module.` prefix removed, floating tensors as float32.
+
+    Read with `weights_only=True`: tensors and plain containers only, a pickled object that would run code is
+    refused (docs/method.md §8).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"HMR checkpoint {path} not found: {BASEMODEL_HELP}.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+        obj = torch_load_tensors(path, "HMR checkpoint")
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, UnicodeDecodeError) as err:
         reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({reason}); {BASEMODEL_HELP}. A trusted "
-                              "file holding non-tensor objects needs weights_only=False.") from err
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({reason}); {BASEMODEL_HELP}. Only tensors "
+                              "and plain containers are read (weights_only).") from err
     state = obj.get("model") if isinstance(obj, dict) and "model" in obj else obj
     if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
         found = list(obj)[:_MAX_LISTED] if isinstance(obj, dict) else type(obj).__name__

@@ -30,6 +30,7 @@ from scipy.special import logsumexp
 from torch import nn
 
 from utils.geometry import rotmat_to_axis_angle
+from utils.io import NUMPY_GLOBALS, UnsafePickleError, restricted_load
 
 logger = logging.getLogger(__name__)
 
@@ -40,30 +41,6 @@ GMM_HELP = (
     "it is SMPLify's gmm_08.pkl (data/gmm_08.pkl in the DynaBOA repository, or SPIN's fetch_data.sh), "
     "or fit one with models.prior.fit_gmm_prior and save_gmm_prior"
 )
-# The only globals a GMM pickle may name: numpy arrays as numpy 1 / 2 and Python 2 / 3 write them, and the list
-# form `save_gmm_prior` writes. Anything else is refused rather than executed.
-_SAFE_GLOBALS = {
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy", "array"),
-    ("_codecs", "encode"),
-}
-
-
-class _GmmUnpickler(pickle.Unpickler):
-    """Reads numpy-array pickles only; maps numpy 1's `numpy.core` to numpy 2's `numpy._core`."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "numpy.core" or module.startswith("numpy.core."):
-            module = "numpy._core" + module[len("numpy.core"):]
-        if (module, name) not in _SAFE_GLOBALS:
-            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a GMM prior pickle")
-        return super().find_class(module, name)
-
-
 class _ListPickler(pickle.Pickler):
     """Pickles arrays as `numpy.array(nested list, dtype)`: protocol 0 then writes only ASCII text."""
 
@@ -106,10 +83,12 @@ def load_gmm_prior(path: Path) -> dict[str, np.ndarray]:
             "Restore LF line endings: download the file again, or check it out with `git config core.autocrlf "
             "false` (or mark `*.pkl binary` in .gitattributes)."
         )
-    try:
-        obj = _GmmUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a readable GMM prior pickle ({err}); {GMM_HELP}") from err
+    try:  # numpy arrays only (the list form save_gmm_prior writes names numpy.array): anything else is refused
+        obj = restricted_load(raw, "GMM pose prior", NUMPY_GLOBALS, name=str(path))
+    except UnsafePickleError:
+        raise
+    except ValueError as err:
+        raise ValueError(f"{err}; {GMM_HELP}") from err
     if not isinstance(obj, dict) or any(key not in obj for key in GMM_KEYS):
         found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: expected a dict with keys {list(GMM_KEYS)}, found {found}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from smplx.lbs import vertices2joints
 
 from config import DataPaths
 from utils.constants import NUM_EXTRA_JOINTS, NUM_SMPL_JOINTS, SMPL_TO_J49
+from utils.io import COPYREG_GLOBALS, NUMPY_GLOBALS, SET_GLOBALS, restricted_load, restricted_npz_load
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,22 @@ class _ChumpyStub:
         self.state = state if isinstance(state, dict) else {"x": state}
 
 
-class _SMPLUnpickler(pickle.Unpickler):
-    """Maps `chumpy.*` to `_ChumpyStub` and the old `scipy.sparse.<format>` module paths to `scipy.sparse`."""
+_SPARSE_CLASSES = ("csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array")
+# An SMPL pickle holds numpy arrays, a scipy sparse regressor and (official files) chumpy objects, nothing else.
+_SMPL_GLOBALS = NUMPY_GLOBALS | COPYREG_GLOBALS | SET_GLOBALS
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] == "chumpy":
-            return _ChumpyStub
-        if module.startswith("scipy.sparse"):
-            return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
+
+def _chumpy_stub(module: str, name: str) -> type:
+    """Every `chumpy.*` class becomes `_ChumpyStub` (which only stores the pickled state)."""
+    return _ChumpyStub
+
+
+def _sparse_class(module: str, name: str) -> type | None:
+    """`scipy.sparse.<any old module path>.<format>` -> the scipy.sparse class; None (refused) for other names."""
+    return getattr(scipy.sparse, name) if name in _SPARSE_CLASSES else None
+
+
+_SMPL_SUBSTITUTES = {"chumpy": _chumpy_stub, "scipy.sparse": _sparse_class}
 
 
 def _to_array(key: str, value: Any) -> Any:
@@ -95,11 +102,10 @@ def load_smpl_model_data(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"SMPL model file {path} not found. {_HOW_TO_GET}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=True) as npz:  # official .npz conversions hold a pickled sparse regressor
-            raw = {key: npz[key] for key in npz.files}
+        # official .npz conversions hold a pickled sparse regressor: object entries are read with the allow-list
+        raw = restricted_npz_load(path, "SMPL model", _SMPL_GLOBALS, _SMPL_SUBSTITUTES)
     else:
-        with open(path, "rb") as fh:
-            raw = _SMPLUnpickler(fh, encoding="latin1").load()
+        raw = restricted_load(path, "SMPL model", _SMPL_GLOBALS, _SMPL_SUBSTITUTES)
     return {key: _to_array(key, value) for key, value in raw.items()}
 
 

@@ -1,4 +1,5 @@
-"""Invariants of the functional MAML primitive (ported from learn2learn's MAML tests)."""
+"""Invariants of the bilevel primitive (ported from learn2learn's MAML tests), used as the adaptor uses it: the
+model's own parameter dict, `inner_step`, and `torch.func.functional_call` with the probed weights."""
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,17 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call
 
-from models.meta import FunctionalLearner, NonFiniteGradientError, functional_forward, inner_step, params_of
+from models.meta import NonFiniteGradientError, inner_step
+
+
+def _call(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return functional_call(model, params, (x,))
+
+
+def _params(model: nn.Module) -> dict[str, torch.Tensor]:
+    return dict(model.named_parameters())  # the tensors themselves, as the adaptor's `self.params`
 
 
 def _mlp(dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -34,32 +44,28 @@ def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean()
 
 
-def test_clone_predicts_exactly_as_original_and_shares_the_module():
+def test_functional_call_with_own_params_predicts_as_the_module():
     model = _mlp()
     x = _data()[0]
-    learner = FunctionalLearner(model)
-    assert learner.module is model  # no copy of the module
-    assert all(learner.params[n] is p for n, p in model.named_parameters())
-    assert torch.equal(learner(x), model(x))
-    assert torch.equal(functional_forward(model, params_of(model), x), model(x))
+    assert torch.equal(_call(model, _params(model), x), model(x))
 
 
 def test_inner_step_lowers_inner_loss():
     model = _mlp()
     x_in, y_in, _, _ = _data()
-    learner = FunctionalLearner(model)
-    before = _mse(learner(x_in), y_in)
-    learner.adapt(before, lr=1e-2)
-    after = _mse(learner(x_in), y_in)
-    assert after.item() < before.item()
+    params = _params(model)
+    before = _mse(_call(model, params, x_in), y_in)
+    probed = inner_step(before, params, lr=1e-2)
+    assert _mse(_call(model, probed, x_in), y_in).item() < before.item()
+    assert all(params[n] is p for n, p in model.named_parameters())  # the model itself was not changed
 
 
 def test_outer_gradient_reaches_original_parameters():
     model = _mlp()
     x_in, y_in, x_out, y_out = _data()
-    learner = FunctionalLearner(model)
-    learner.adapt(_mse(learner(x_in), y_in), lr=1e-2)
-    _mse(learner(x_out), y_out).backward()
+    params = _params(model)
+    probed = inner_step(_mse(_call(model, params, x_in), y_in), params, lr=1e-2)
+    _mse(_call(model, probed, x_out), y_out).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -67,12 +73,12 @@ def test_outer_gradient_reaches_original_parameters():
 def test_first_order_gradient_equals_gradient_at_probed_weights():
     model = _mlp()
     x_in, y_in, x_out, y_out = _data()
-    learner = FunctionalLearner(model)
-    learner.adapt(_mse(learner(x_in), y_in), lr=0.1, first_order=True)
-    _mse(learner(x_out), y_out).backward()
+    params = _params(model)
+    probed = inner_step(_mse(_call(model, params, x_in), y_in), params, lr=0.1, first_order=True)
+    _mse(_call(model, probed, x_out), y_out).backward()
     # independently: a copy of the network holding theta', differentiated at theta'
     probe = copy.deepcopy(model)
-    probe.load_state_dict({n: t.detach() for n, t in learner.params.items()})
+    probe.load_state_dict({n: t.detach() for n, t in probed.items()})
     _mse(probe(x_out), y_out).backward()
     for (name, p), q in zip(model.named_parameters(), probe.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
@@ -87,17 +93,18 @@ def test_second_order_analytic_scalar_example():
         model = nn.Linear(1, 1, bias=False)
         with torch.no_grad():
             model.weight.fill_(1.0)
-        learner = FunctionalLearner(model)
-        learner.adapt((learner(torch.tensor([[2.0]])) - 1.0).pow(2).sum(), lr=0.1, first_order=first_order)
-        torch.testing.assert_close(learner.params["weight"], torch.tensor([[0.6]]))
-        learner(torch.tensor([[1.0]])).pow(2).sum().backward()
+        params = _params(model)
+        low = (_call(model, params, torch.tensor([[2.0]])) - 1.0).pow(2).sum()
+        probed = inner_step(low, params, lr=0.1, first_order=first_order)
+        torch.testing.assert_close(probed["weight"], torch.tensor([[0.6]]))
+        _call(model, probed, torch.tensor([[1.0]])).pow(2).sum().backward()
         torch.testing.assert_close(model.weight.grad, torch.tensor([[grad]]))
 
 
 def _outer_after_step(model: nn.Module, params: dict[str, torch.Tensor], lr: float, first_order: bool):
     x_in, y_in, x_out, y_out = _data(torch.float64)
-    adapted = inner_step(_mse(functional_forward(model, params, x_in), y_in), params, lr, first_order=first_order)
-    return _mse(functional_forward(model, adapted, x_out), y_out)
+    adapted = inner_step(_mse(_call(model, params, x_in), y_in), params, lr, first_order=first_order)
+    return _mse(_call(model, adapted, x_out), y_out)
 
 
 def test_second_order_matches_finite_differences_and_first_order_does_not():
@@ -122,25 +129,14 @@ def test_second_order_matches_finite_differences_and_first_order_does_not():
     assert (picked[True] - numeric).abs().max() > 1e-3  # first order misses the Hessian term
 
 
-def test_dropout_in_eval_mode_is_deterministic():
-    model = _mlp()
-    x = _data()[0]
-    learner = FunctionalLearner(model)
-    learner.adapt(_mse(learner(x), torch.zeros(5, 2)), lr=1e-2)
-    assert torch.equal(learner(x), learner(x))
-    model.train()  # the learner follows the module's mode: dropout now samples
-    assert not torch.equal(learner(x), learner(x))
-
-
 def test_group_norm_network_adapts_and_gradients_reach_gn_affine():
     model = _cnn()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
-    learner = FunctionalLearner(model)
-    assert torch.equal(learner(x), model(x))
-    before = learner(x).pow(2).mean()
-    learner.adapt(before, lr=1e-2)
-    assert learner(x).pow(2).mean().item() < before.item()
-    learner(x).sum().backward()
+    params = _params(model)
+    before = _call(model, params, x).pow(2).mean()
+    probed = inner_step(before, params, lr=1e-2)
+    assert _call(model, probed, x).pow(2).mean().item() < before.item()
+    _call(model, probed, x).sum().backward()
     assert model[1].weight.grad is not None and model[1].weight.grad.abs().sum() > 0
     assert model[1].bias.grad is not None
 
@@ -148,7 +144,7 @@ def test_group_norm_network_adapts_and_gradients_reach_gn_affine():
 def test_unused_and_frozen_parameters_are_left_unchanged():
     model = nn.ModuleDict({"used": nn.Linear(3, 1), "unused": nn.Linear(3, 1)})
     model["used"].bias.requires_grad_(False)
-    params = params_of(model)
+    params = _params(model)
     loss = model["used"](torch.ones(2, 3)).sum()
     updated = inner_step(loss, params, lr=0.1)
     assert updated["unused.weight"] is params["unused.weight"]
@@ -159,22 +155,11 @@ def test_unused_and_frozen_parameters_are_left_unchanged():
 
 def test_non_finite_gradient_raises_specific_error():
     model = nn.Linear(2, 1)
-    learner = FunctionalLearner(model)
-    zero = (learner(torch.zeros(1, 2)) - model.bias.detach()).sum()  # == 0, depends on the parameters
+    params = _params(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    zero = (_call(model, params, torch.zeros(1, 2)) - model.bias.detach()).sum()  # == 0, depends on the parameters
     with pytest.raises(NonFiniteGradientError, match="not finite"):
-        learner.adapt(torch.sqrt(zero), lr=0.1)  # sqrt'(0) = inf
+        inner_step(torch.sqrt(zero), params, lr=0.1)  # sqrt'(0) = inf
     with pytest.raises(NonFiniteGradientError, match="inner loss"):
-        learner.adapt(learner(torch.ones(1, 2)).sum() * float("nan"), lr=0.1)
-    assert all(learner.params[n] is p for n, p in model.named_parameters())  # nothing was updated
-
-
-def test_learner_never_writes_module_buffers():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).train()
-    learner = FunctionalLearner(model)
-    x = torch.randn(6, 3) + 5.0
-    learner(x)
-    assert torch.equal(model[1].running_mean, torch.zeros(4))
-    assert model[1].num_batches_tracked.item() == 0
-    model(x)  # the module itself still updates them (so the check above could fail)
-    assert not torch.equal(model[1].running_mean, torch.zeros(4))
+        inner_step(_call(model, params, torch.ones(1, 2)).sum() * float("nan"), params, lr=0.1)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # nothing was updated

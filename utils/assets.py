@@ -109,10 +109,10 @@ def _check_gmm(path: Path) -> str:
 
 
 def _check_checkpoint(path: Path) -> str:
-    import torch
+    from utils.io import torch_load_tensors
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch_load_tensors(path, "checkpoint")
     except Exception as err:  # torch raises several types for a corrupt or foreign file
         raise ValueError(f"torch.load failed: {err}") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt:
@@ -122,9 +122,9 @@ def _check_checkpoint(path: Path) -> str:
 
 
 def _check_cluster_res(path: Path) -> str:
-    import joblib
+    from utils.io import restricted_joblib_load
 
-    res = joblib.load(path)
+    res = restricted_joblib_load(path, "retrieval cluster file")
     centers = np.asarray(res["centers"])
     # D is the base model's pooled-feature width: 2048 for the released ResNet-50, 512 for ResNet-10/18/34
     if centers.ndim != 2 or centers.shape[1] not in (512, 2048) or len(res["index"]) != len(centers):
@@ -134,9 +134,9 @@ def _check_cluster_res(path: Path) -> str:
 
 
 def _check_exemplars(path: Path) -> str:
-    import joblib
+    from utils.io import restricted_joblib_load
 
-    db = joblib.load(path)
+    db = restricted_joblib_load(path, "exemplar database")
     missing = [k for k in EXEMPLAR_KEYS if k not in db]
     if missing:
         raise ValueError(f"keys {missing} missing (has {sorted(db)})")
@@ -174,9 +174,9 @@ def _h36m_root_check(exemplar_db: Path) -> Check:
         found = _dir_check("images")(folder)
         if not exemplar_db.is_file():
             return found
-        import joblib
+        from utils.io import restricted_joblib_load
 
-        names = [str(n) for n in joblib.load(exemplar_db)["imgname"][:5]]
+        names = [str(n) for n in restricted_joblib_load(exemplar_db, "exemplar database")["imgname"][:5]]
         absent = [n for n in names if not (folder / n).is_file()]
         if absent:
             raise ValueError(f"{len(absent)} of the first {len(names)} exemplar images are not there "

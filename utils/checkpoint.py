@@ -21,6 +21,7 @@ import torch
 
 from config import REPO_ROOT, save_config
 from models.hmr import HMR, save_hmr_checkpoint
+from utils.io import atomic_path, torch_load_tensors, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +69,7 @@ def prepare_run_dir(run_dir: Path, cfg: Any) -> Path:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON through a temporary file and a rename (never a half-written file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def save_training_checkpoint(path: Path, model: HMR, optimizer: torch.optim.Optimizer | None, step: int,
@@ -89,10 +87,8 @@ def save_training_checkpoint(path: Path, model: HMR, optimizer: torch.optim.Opti
     extra: dict[str, Any] = {"step": step, "epoch": epoch, "backbone": model.backbone, "img_res": img_res}
     if optimizer is not None:
         extra["optimizer"] = optimizer.state_dict()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_hmr_checkpoint(model, tmp, half=half, extra=extra)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_hmr_checkpoint(model, tmp, half=half, extra=extra)
 
 
 def read_checkpoint_extras(path: Path) -> dict[str, Any]:
@@ -100,7 +96,7 @@ def read_checkpoint_extras(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found (write one with `python train_basemodel.py`)")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch_load_tensors(path, "checkpoint")
     if not isinstance(obj, dict) or "model" not in obj:
         return {}
     return {key: value for key, value in obj.items() if key != "model"}
@@ -129,7 +125,7 @@ def _read_resnet_state(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights {path} not found: pass a torchvision-style ResNet state dict "
                                 "(e.g. torch.save(torchvision.models.resnet50(weights=...).state_dict(), path))")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch_load_tensors(path, "backbone state dict")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from utils.io import atomic_path, torch_load_tensors
+
 FIELDS = ["index", "imgname", "track", "updated", "dynamic_steps", "seconds", "mpjpe", "pa_mpjpe", "pve"]
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """`torch.save` through `utils.io.atomic_path` (the state is plain tensors and containers: weights_only reads it)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class RunWriter:
@@ -50,7 +51,7 @@ class RunWriter:
         self.state: dict[str, Any] | None = None
         self.start = 0
         if resume and self.state_path.exists():
-            self.state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+            self.state = torch_load_tensors(self.state_path, "resume state")
             self.start = int(self.state["next_index"])
         self._truncate_rows(self.start)
         self.csv_file = open(self.exppath / "frames.csv", "a", newline="")

@@ -19,7 +19,6 @@ read), and `exemplar_cache_<res>.npz` with the labels (`keypoints` [N, 49, 3] no
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from models.adaptor import ExemplarBatch
 from models.hmr import HMR, load_hmr_checkpoint
 from utils.checkpoint import read_checkpoint_extras, resolve_device
 from utils.constants import IMG_RES
+from utils.io import atomic_path, restricted_joblib_load
 
 logger = logging.getLogger(__name__)
 
@@ -114,21 +114,20 @@ def build_exemplar_cache(database: Mapping[str, np.ndarray], image_root: Path, i
     n = len(crops)
     image_file, label_file = cache_paths(out_dir, img_res)
     image_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = image_file.with_name(image_file.stem + ".tmp.npy")
-    images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, img_res, img_res, 3))
     labels = {"keypoints": np.zeros((n, 49, 3), np.float32), "pose": np.zeros((n, 72), np.float32),
               "betas": np.zeros((n, 10), np.float32), "S": np.zeros((n, 24, 4), np.float32)}
     loader = DataLoader(crops, batch_size=64, num_workers=workers)
-    start = 0
-    for batch in tqdm(loader, desc="exemplar cache", dynamic_ncols=True):
-        stop = start + len(batch["rgb"])
-        images[start:stop] = batch["rgb"].numpy()
-        for key in LABEL_KEYS:
-            labels[key][start:stop] = batch[key].numpy()
-        start = stop
-    images.flush()
-    del images
-    os.replace(tmp, image_file)
+    with atomic_path(image_file) as tmp:
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, img_res, img_res, 3))
+        start = 0
+        for batch in tqdm(loader, desc="exemplar cache", dynamic_ncols=True):
+            stop = start + len(batch["rgb"])
+            images[start:stop] = batch["rgb"].numpy()
+            for key in LABEL_KEYS:
+                labels[key][start:stop] = batch[key].numpy()
+            start = stop
+        images.flush()
+        del images
     np.savez(label_file, imgname=crops.frames.data["imgname"], **labels)
     logger.info("wrote %s (%d crops of %d px) and %s", image_file, n, img_res, label_file)
     return image_file, label_file
@@ -224,7 +223,7 @@ class ExemplarBank:
             if not path.is_file():
                 raise FileNotFoundError(f"retrieval {what} {path} not found: {_BUILD_HELP}; with the original's "
                                         f"files, add the cache with --cache-only --img-res {img_res}.")
-        clusters = joblib.load(cluster_file)
+        clusters = restricted_joblib_load(cluster_file, "retrieval cluster file")
         self.device = torch.device(device)
         centres = torch.as_tensor(np.asarray(clusters["centers"], dtype=np.float32))
         self.centres = torch.nn.functional.normalize(centres, dim=1).to(self.device)  # [K, D]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from config import DataPaths
 from utils.constants import GT_24_NAMES
+from utils.io import restricted_load
 from utils.keypoints import keypoint_box
 from utils.video import iter_video_frames
 
@@ -133,8 +133,7 @@ def read_mosh(mosh_dir: Path, seq: Recording) -> tuple[np.ndarray, np.ndarray] |
     path = mosh_dir / seq.subject / f"{seq.action.replace(' ', '_')}_{seq.camera}_aligned.pkl"
     if not path.is_file():
         return None
-    with path.open("rb") as fh:
-        fit = pickle.load(fh, encoding="latin1")
+    fit = restricted_load(path, "MoSh fit")  # numpy arrays only
     pose = np.asarray(fit["new_poses"], dtype=np.float64).reshape(-1, 72)
     betas = np.asarray(fit["betas"], dtype=np.float64).reshape(-1, np.shape(fit["betas"])[-1])[:, :10]
     return pose, np.broadcast_to(betas, (len(pose), 10))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from scipy.spatial.transform import Rotation
 from config import DataPaths
 from datasets.synthetic.writers import save_npz_atomic
 from utils.constants import NUM_JOINTS, PW3D_TEST_SEQUENCES
+from utils.io import restricted_load
 from utils.keypoints import keypoint_box
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ def read_pw3d_sequence(path: Path) -> dict:
         raise FileNotFoundError(
             f"3DPW sequence file {path} not found: get sequenceFiles/ from the 3DPW website "
             "(virtualhumans.mpi-inf.mpg.de/3DPW) or make a synthetic one with `python -m datasets.synthetic`")
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+    return restricted_load(path, "3DPW sequence file")  # numpy arrays, lists and strings only
 
 
 def sequence_indices(names: Sequence[str]) -> list[tuple[int, str]]:

@@ -29,7 +29,8 @@ from datasets.synthetic.world import (
     lab_part_path,
     world_paths,
 )
-from datasets.synthetic.writers import assemble_h36m_npz, pw3d_sequence_path, write_bytes_atomic
+from datasets.synthetic.writers import assemble_h36m_npz, pw3d_sequence_path
+from utils.io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ and renamed into place, so an interrupted run never leaves a half-written file t
 """
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,30 +19,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.io import atomic_path, write_bytes_atomic
+
 JPEG_QUALITY = 92  # the real datasets ship JPEGs; 92 keeps compression artefacts mild
 H36M_KEYS = ("imgname", "center", "scale", "part", "S", "pose", "shape", "has_smpl")
 
 
-def _atomic_target(path: Path) -> Path:
-    """A temporary sibling of `path` (same folder, so the final rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
-    tmp = _atomic_target(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """`np.savez` to `path` (which must end in .npz) through a temporary file and a rename."""
+    """`np.savez` to `path` (which must end in .npz) through `utils.io.atomic_path`."""
     assert path.suffix == ".npz", path
-    tmp = _atomic_target(path)
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int = JPEG_QUALITY) -> None:
