@@ -20,10 +20,15 @@ serial run given the same `--threads`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Sequence
 
-from config import AdaptConfig, build_parser, config_from_namespace
-from datasets.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+
+from config import AdaptConfig, build_parser, config_from_namespace  # noqa: E402
+from datasets.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session  # noqa: E402
+from utils.runrecord import RunError, RunExists, is_disk_full, one_line, rerun_command  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfig]:
@@ -34,16 +39,39 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfi
     run, adapt = config_from_namespace(RunConfig, ns), config_from_namespace(AdaptConfig, ns, ns.config)
     if run.batch_size != 1:
         parser.error("adaptation runs one frame at a time: --batch_size must be 1")
-    if run.jobs < 1 or (run.jobs > 1 and not run.reset_per_sequence):
+    if run.resume and run.overwrite:
+        parser.error("--resume continues a run and --overwrite replaces it: give one of them")
+    if run.jobs > 1 and not run.reset_per_sequence:
         parser.error("--jobs N > 1 adapts sequences in parallel and needs --reset-per-sequence: one continuous "
                      "stream cannot be split")
     return run, resolve_adapt(run, adapt, explicit=vars(ns))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the session; a user error, a full disk or Ctrl-C ends in one line (with the command that continues or
+    replaces the run) and a non-zero exit."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     run, adapt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    summary = run_session(run, adapt)
+    try:
+        summary = run_session(run, adapt)
+    except KeyboardInterrupt:
+        print(f"\ndynaboa.py: interrupted; the run continues from its last saved chunk with: "
+              f"{rerun_command(argv, '--resume', __file__)}", file=sys.stderr)
+        return 130
+    except RunExists as err:
+        print(f"dynaboa.py: error: {err}. Continue it: {rerun_command(argv, '--resume', __file__)}   or replace it: "
+              f"{rerun_command(argv, '--overwrite', __file__)}", file=sys.stderr)
+        return 1
+    except RunError as err:
+        print(f"dynaboa.py: error: {one_line(err)}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err):
+            raise
+        print(f"dynaboa.py: error: no space left on the disk ({one_line(err)}); free some space, then continue "
+              f"with: {rerun_command(argv, '--resume', __file__)}", file=sys.stderr)
+        return 1
     return 0 if summary is not None else 1
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -28,17 +29,19 @@ from typing import Collection, Sequence
 import numpy as np
 import torch
 
-from config import REPO_ROOT, AdaptConfig, DataPaths, config_to_dict, option
+from config import POSITIVE, AdaptConfig, DataPaths, config_to_dict, option
 from datasets.base import StreamItem, collate_single
 from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import load_hmr_checkpoint
 from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
-from utils.checkpoint import git_commit, read_checkpoint_extras, resolve_device, seed_everything, write_json
+from utils.checkpoint import read_checkpoint_extras, resolve_device, seed_everything, write_json
 from utils.constants import IMG_RES
 from utils.geometry import crop_cam_to_full_cam, rotmat_to_axis_angle, weak_cam_to_translation
-from utils.results import FIELDS, RunWriter, summarize
+from utils.io import atomic_path
+from utils.results import FIELDS, RunWriter, savez_atomic, summarize
+from utils.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
 
 logger = logging.getLogger("dynaboa")
 PARTS_DIR = "sequences"  # <exppath>/sequences/<name>/: one sequence of a parallel run
@@ -60,8 +63,13 @@ class RunConfig:
     seed: int = option("random seed", default=22)
     device: str = option("auto, cpu or cuda", default="auto")
     max_frames: int = option("stop after this many frames (0 = all)", default=0)
-    chunk: int = option("frames per prediction file and per saved resume state", default=500)
+    chunk: int = option("frames per prediction file and per saved resume state", default=500, check=POSITIVE)
     resume: bool = option("continue the run in <expdir>/<expname>", default=False)
+    overwrite: bool = option("replace the run in <expdir>/<expname> (its results are deleted first)", default=False)
+    allow_changed_options: bool = option("with --resume: continue although result-changing options differ from the "
+                                         "recorded ones (the change is recorded in config.json)", default=False)
+    keep_state: bool = option("keep the resume state (state.pt) after the run finishes, so that it can be extended",
+                              default=False)
     workers: int = option("image-reading worker processes (0 in the processes of --jobs)", default=1)
     check_assets: bool = option("only check that every needed file is present and valid, then exit", default=False)
     focal_length: float = option("focal length (pixels) of the full-image camera in the results; 0 = 1.2 min(W, H)",
@@ -76,7 +84,8 @@ class RunConfig:
     channels_last: bool = option("channels-last memory format for the network", default=False)
     reset_per_sequence: bool = option("start every sequence from the base model (the original: one stream)",
                                       default=False)
-    jobs: int = option("sequences adapted in parallel processes (needs --reset-per-sequence)", default=1)
+    jobs: int = option("sequences adapted in parallel processes (needs --reset-per-sequence)", default=1,
+                       check=POSITIVE)
     threads: int = option("torch threads per process (0: torch's default, or cores / jobs with --jobs)", default=0)
 
 
@@ -264,10 +273,13 @@ def adapt_run(run: RunConfig, adapt: AdaptConfig, exppath: Path, first: int = 0,
     """Adapt items [first, end) of the stream (built when None) into the run directory `exppath`, resuming it with
     `run.resume`; returns the summary."""
     paths = DataPaths.from_root(run.data_root)
+    if run.resume and end is not None and sequence_done(exppath, end - first):
+        logger.info("%s already finished all %d frames; nothing to continue", exppath, end - first)
+        return json.loads((exppath / "metrics.json").read_text())
     device = resolve_device(run.device)
     adaptor, img_res = adaptor_for_run(run, adapt, paths, device)
     stream = stream if stream is not None else build_stream(run, paths, img_res)
-    writer = RunWriter(exppath, run.chunk, resume=run.resume)
+    writer = RunWriter(exppath, run.chunk, resume=run.resume, keep_state=run.keep_state)
     if writer.state is not None:
         restore_state(adaptor, writer.state)
         logger.info("resuming %s at frame %d", exppath, first + writer.start)
@@ -308,12 +320,12 @@ def merge_sequences(exppath: Path, names: Sequence[str]) -> dict:
         if (part / "results.npz").is_file():
             with np.load(part / "results.npz") as npz:
                 arrays.append({key: npz[key] for key in npz.files})
-    with open(exppath / "frames.csv", "w", newline="") as fh:
+    with atomic_path(exppath / "frames.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     if arrays:
-        np.savez(exppath / "results.npz", **{key: np.concatenate([a[key] for a in arrays]) for key in arrays[0]})
+        savez_atomic(exppath / "results.npz", {key: np.concatenate([a[key] for a in arrays]) for key in arrays[0]})
     summary = summarize(rows)
     write_json(exppath / "metrics.json", summary)
     return summary
@@ -331,6 +343,22 @@ def adapt_parallel(run: RunConfig, adapt: AdaptConfig, exppath: Path, ranges: Se
 
 
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def write_run_record(run: RunConfig, adapt: AdaptConfig, paths: DataPaths, exppath: Path, extra: dict) -> None:
+    """config.json: the resolved options and the provenance (base model and hash, body model, commit). On resume
+    the recorded one is kept and checked (`utils.runrecord.resume_record`); `run.overwrite` clears the old run."""
+    record = {"run": config_to_dict(run), "adapt": config_to_dict(adapt), **extra,
+              "provenance": provenance(paths.base_model, paths.smpl_model_dir / "SMPL_NEUTRAL.pkl")}
+    record["git_commit"] = record["provenance"]["git_commit"]
+    if record["provenance"]["synthetic_only"]:
+        logger.warning("base model %s: %s", paths.base_model, SYNTHETIC_NOTE)
+    if run.resume and (exppath / "config.json").is_file():
+        record = resume_record(exppath / "config.json", record, run.allow_changed_options)
+    elif run.overwrite and exppath.exists():
+        logger.warning("--overwrite: removed %s from %s", ", ".join(clear_run(exppath)) or "nothing", exppath)
+    exppath.mkdir(parents=True, exist_ok=True)
+    write_json(exppath / "config.json", record)
 
 
 def run_session(run: RunConfig, adapt: AdaptConfig) -> dict | None:
@@ -352,15 +380,12 @@ def run_session(run: RunConfig, adapt: AdaptConfig) -> dict | None:
     seed_everything(run.seed)
     set_threads(run)
     exppath = run.expdir / run.expname
-    if not run.resume and ((exppath / "frames.csv").exists() or (exppath / PARTS_DIR).exists()):
-        raise FileExistsError(f"{exppath} already holds a run: pass --resume to continue it, or choose another "
-                              "--expname")
+    if holds_run(exppath) and not (run.resume or run.overwrite):
+        raise RunExists(exppath)  # before any work: nothing of the run is touched
     img_res = run.img_res or int(read_checkpoint_extras(paths.base_model).get("img_res", IMG_RES))
     stream = build_stream(run, paths, img_res)
     end = len(stream) if run.max_frames <= 0 else min(len(stream), run.max_frames)
-    exppath.mkdir(parents=True, exist_ok=True)
-    write_json(exppath / "config.json", {"run": config_to_dict(run), "adapt": config_to_dict(adapt),
-                                          "img_res": img_res, "frames": len(stream), "git_commit": git_commit(REPO_ROOT)})
+    write_run_record(run, adapt, paths, exppath, {"img_res": img_res, "frames": len(stream)})
     if run.jobs > 1:
         summary = adapt_parallel(run, adapt, exppath, sequence_ranges(stream_tracks(stream), end))
     else:

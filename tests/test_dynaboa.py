@@ -56,16 +56,22 @@ def test_run_writes_metrics_per_frame(world, tmp_path):
 
 def test_resumed_run_equals_uninterrupted_run(world, tmp_path):
     whole = run(world, tmp_path, "whole", "--max-frames", "6", "--chunk", "3")
-    run(world, tmp_path, "split", "--max-frames", "3", "--chunk", "3")  # "interrupted" after frame 3
+    run(world, tmp_path, "split", "--max-frames", "3", "--chunk", "3", "--keep-state")  # "interrupted" after frame 3
     resumed = run(world, tmp_path, "split", "--max-frames", "6", "--chunk", "3", "--resume")
     key = ("index", "track", "mpjpe", "pa_mpjpe", "pve")
     assert [tuple(r[k] for k in key) for r in resumed] == [tuple(r[k] for k in key) for r in whole]
 
 
-def test_existing_run_is_not_overwritten(world, tmp_path):
+def test_existing_run_is_not_overwritten(world, tmp_path, capsys):
     run(world, tmp_path, "b", "--max-frames", "1")
-    with pytest.raises(FileExistsError, match="--resume"):
-        run(world, tmp_path, "b", "--max-frames", "1")
+    before = (tmp_path / "b" / "frames.csv").read_bytes(), (tmp_path / "b" / "config.json").read_bytes()
+    argv = ["--data-root", str(world), "--expdir", str(tmp_path), "--expname", "b", "--source-free", "--workers", "0",
+            "--device", "cpu", "--max-frames", "1"]
+    capsys.readouterr()
+    assert dynaboa.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a run" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
+    assert ((tmp_path / "b" / "frames.csv").read_bytes(), (tmp_path / "b" / "config.json").read_bytes()) == before
 
 
 def test_original_spellings_parse():

@@ -1,10 +1,10 @@
 """A run directory that is written as the run goes and can be resumed.
 
-    <exppath>/config.yaml         resolved configuration (and the git commit)
+    <exppath>/config.json         resolved configuration and provenance (base model and hash, body model, commit)
     <exppath>/frames.csv          one row per frame, appended and flushed as frames finish
     <exppath>/preds/%06d.npz      predictions in chunks of `chunk` frames
     <exppath>/state.pt            everything needed to continue (adaptor state, next frame), written atomically at the
-                                  end of every chunk
+                                  end of every chunk; deleted when the run finishes unless kept (`keep_state`)
     <exppath>/results.npz         every frame's predictions in one file, merged from the chunks at the end
     <exppath>/metrics.json        summary (global frame means and per-sequence means), written at the end
 
@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from utils.io import atomic_path, torch_load_tensors
+from utils.io import atomic_path, torch_load_tensors, write_text_atomic
+from utils.runrecord import DiskFull, RunError, is_disk_full, one_line
+
+logger = logging.getLogger(__name__)
 
 FIELDS = ["index", "imgname", "track", "updated", "dynamic_steps", "seconds", "mpjpe", "pa_mpjpe", "pve"]
 
@@ -32,6 +36,27 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def savez_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`np.savez` through `utils.io.atomic_path`; a full disk raises `DiskFull` naming `path`."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    except OSError as err:
+        raise (DiskFull(path) if is_disk_full(err) else err) from err
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A run's resume state; `RunError` naming the file when it is unreadable or not a state."""
+    try:
+        state = torch_load_tensors(path, "resume state")
+    except Exception as err:  # torch raises several types for a truncated or foreign file
+        raise RunError(f"{path} is not a readable resume state ({one_line(err)}); start the run again with "
+                       "--overwrite") from err
+    if not isinstance(state, dict) or "next_index" not in state:
+        raise RunError(f"{path} is not a resume state of this program (no next_index); start again with --overwrite")
+    return state
+
+
 class RunWriter:
     """Streams per-frame rows and prediction chunks to `exppath`.
 
@@ -39,10 +64,11 @@ class RunWriter:
         exppath: the run directory.
         chunk: frames per prediction file and per saved state.
         resume: continue a run in `exppath` (when it has a state); otherwise `exppath` must not hold a run.
+        keep_state: keep state.pt after `finish` (by default it is deleted: it is only needed to continue).
     """
 
-    def __init__(self, exppath: Path, chunk: int = 500, resume: bool = False) -> None:
-        self.exppath, self.chunk = Path(exppath), chunk
+    def __init__(self, exppath: Path, chunk: int = 500, resume: bool = False, keep_state: bool = False) -> None:
+        self.exppath, self.chunk, self.keep_state = Path(exppath), chunk, keep_state
         self.state_path = self.exppath / "state.pt"
         if not resume and (self.exppath / "frames.csv").exists():
             raise FileExistsError(f"{self.exppath} already holds a run: pass --resume to continue it, or choose "
@@ -51,14 +77,18 @@ class RunWriter:
         self.state: dict[str, Any] | None = None
         self.start = 0
         if resume and self.state_path.exists():
-            self.state = torch_load_tensors(self.state_path, "resume state")
+            self.state = read_state(self.state_path)
             self.start = int(self.state["next_index"])
+        elif resume and (self.exppath / "metrics.json").exists():
+            raise RunError(f"{self.exppath} is a finished run and its resume state was deleted at the end (keep it "
+                           "with --keep-state), so it cannot be extended; start it again with --overwrite")
         self._truncate_rows(self.start)
         self.csv_file = open(self.exppath / "frames.csv", "a", newline="")
         self.rows = csv.DictWriter(self.csv_file, fieldnames=FIELDS)
         if self.csv_file.tell() == 0:
             self.rows.writeheader()
         self.pending: dict[str, list[np.ndarray]] = {}
+        self.state_logged = False
 
     def _truncate_rows(self, keep: int) -> None:
         path = self.exppath / "frames.csv"
@@ -66,15 +96,18 @@ class RunWriter:
             return
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))[:keep]
-        with open(path, "w", newline="") as fh:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(rows)
 
     def add(self, row: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """One finished frame: a CSV row (flushed now) and prediction arrays (written with the chunk)."""
-        self.rows.writerow({k: row.get(k, "") for k in FIELDS})
-        self.csv_file.flush()
+        try:
+            self.rows.writerow({k: row.get(k, "") for k in FIELDS})
+            self.csv_file.flush()
+        except OSError as err:
+            raise (DiskFull(self.exppath / "frames.csv") if is_disk_full(err) else err) from err
         for key, value in arrays.items():
             self.pending.setdefault(key, []).append(np.asarray(value))
 
@@ -82,9 +115,17 @@ class RunWriter:
         """Write the chunk's predictions, then the state that resumes after them."""
         if self.pending:
             first = next_index - len(next(iter(self.pending.values())))
-            np.savez(self.exppath / "preds" / f"{first:06d}.npz", **{k: np.stack(v) for k, v in self.pending.items()})
+            savez_atomic(self.exppath / "preds" / f"{first:06d}.npz", {k: np.stack(v) for k, v in self.pending.items()})
             self.pending = {}
-        atomic_torch_save({**state, "next_index": next_index}, self.state_path)
+        try:
+            atomic_torch_save({**state, "next_index": next_index}, self.state_path)
+        except (OSError, RuntimeError) as err:
+            raise (DiskFull(self.state_path) if is_disk_full(err) else err) from err
+        if not self.state_logged:
+            self.state_logged = True
+            logger.info("resume state %s: %.1f MB, rewritten every %d frames; deleted when the run finishes%s",
+                        self.state_path, self.state_path.stat().st_size / 1e6, self.chunk,
+                        " (kept: --keep-state)" if self.keep_state else " (--keep-state keeps it)")
 
     def rows_so_far(self) -> list[dict[str, str]]:
         with open(self.exppath / "frames.csv", newline="") as fh:
@@ -97,8 +138,10 @@ class RunWriter:
         if chunks:
             parts = [dict(np.load(p)) for p in chunks]
             merged = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-            np.savez(self.exppath / "results.npz", **merged)
-        (self.exppath / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+            savez_atomic(self.exppath / "results.npz", merged)
+        if self.state_path.exists() and not self.keep_state:
+            self.state_path.unlink()
+        write_text_atomic(self.exppath / "metrics.json", json.dumps(summary, indent=2) + "\n")
 
 
 METRIC_KEYS = ("mpjpe", "pa_mpjpe", "pve")
