@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-
 
 from config import AdaptConfig, build_parser, config_from_namespace  # noqa: E402
 from datasets.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session  # noqa: E402
-from utils.runrecord import RunError, RunExists, is_disk_full, one_line, rerun_command  # noqa: E402
+from utils.runrecord import DiskFull, RunError, RunExists, is_disk_full, one_line, rerun_command  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfig]:
@@ -63,14 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dynaboa.py: error: {err}. Continue it: {rerun_command(argv, '--resume', __file__)}   or replace it: "
               f"{rerun_command(argv, '--overwrite', __file__)}", file=sys.stderr)
         return 1
-    except RunError as err:
-        print(f"dynaboa.py: error: {one_line(err)}", file=sys.stderr)
-        return 1
-    except (OSError, RuntimeError) as err:
-        if not is_disk_full(err):
+    except (RunError, OSError, RuntimeError) as err:
+        full = isinstance(err, DiskFull) or is_disk_full(err)
+        if not (full or isinstance(err, RunError)):
             raise
-        print(f"dynaboa.py: error: no space left on the disk ({one_line(err)}); free some space, then continue "
-              f"with: {rerun_command(argv, '--resume', __file__)}", file=sys.stderr)
+        message = one_line(err) if not full or isinstance(err, DiskFull) else f"no space left on the disk ({err})"
+        resume = f": {rerun_command(argv, '--resume', __file__)}" if full else ""
+        print(f"dynaboa.py: error: {message}{resume}", file=sys.stderr)
         return 1
     return 0 if summary is not None else 1
 

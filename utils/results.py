@@ -96,10 +96,13 @@ class RunWriter:
             return
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))[:keep]
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+        except OSError as err:
+            raise (DiskFull(path) if is_disk_full(err) else err) from err
 
     def add(self, row: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """One finished frame: a CSV row (flushed now) and prediction arrays (written with the chunk)."""
