@@ -247,3 +247,53 @@ def test_runtime_options_change_results_only_by_rounding(smpl, prior, float32_ru
     assert torch.allclose(joints, ref_joints, atol=atol)
     assert ref_update.abs().mean() > 1e-5  # the weights did move (lr 1e-4, two Adam steps)
     assert (update - ref_update).abs().mean() < 0.1 * ref_update.abs().mean()
+
+
+def test_fixed_steps_give_fine_tuning_that_many_extra_updates(smpl, prior):
+    """`fixed_steps` N: N extra single-level steps on every frame whatever the feature change, each one backward."""
+    ad = make_adaptor(smpl, prior, use_boa=False, fixed_steps=3)
+    res = ad.step(make_frame())
+    assert res.updated and res.dynamic_steps == 3 and res.passes["backward"] == 4
+    assert len(res.feature_changes) == 4  # one change per check forward
+    assert ad.optimizer.state[next(iter(ad.params.values()))]["step"] == 4
+
+
+def test_lr_scale_multiplies_both_rates(smpl, prior):
+    """The probe and the Adam step at lr_scale 10 equal those at rates set ten times higher by hand."""
+    a = make_adaptor(smpl, prior, lr_scale=10.0, dynamic_boa=False)
+    b = make_adaptor(smpl, prior, lr=3e-5, fastlr=8e-5, dynamic_boa=False)
+    for i in range(2):
+        a.step(make_frame(i)), b.step(make_frame(i))
+    assert all(torch.allclose(p, q, atol=1e-7) for p, q in zip(a.params.values(), b.params.values()))
+
+
+def test_adam_probe_divides_the_gradient_by_the_optimizer_second_moment(smpl, prior):
+    """No Adam state yet: no divisor (the first probe is plain SGD). After a frame: sqrt(exp_avg_sq / (1 - beta2^t))
+    + eps per weight; and `inner_step` with a divisor moves each weight by lr * g / divisor."""
+    from models.meta import inner_step
+
+    ad = make_adaptor(smpl, prior, probe="adam", dynamic_boa=False)
+    assert ad._probe_scale() is None
+    ad.step(make_frame(0))
+    scale = ad._probe_scale()
+    for name, p in ad.params.items():
+        st = ad.optimizer.state[p]
+        want = (st["exp_avg_sq"] / (1 - ad.cfg.beta2 ** float(st["step"]))).sqrt() + 1e-8
+        assert torch.allclose(scale[name], want)
+    w = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = (w ** 2).sum()  # gradient 2w
+    out = inner_step(loss, {"w": w}, 0.5, scale={"w": torch.tensor([2.0, 4.0, 1.0])})
+    assert torch.allclose(out["w"], torch.tensor([1.0 - 0.5 * 2 / 2, 2.0 - 0.5 * 4 / 4, 3.0 - 0.5 * 6 / 1]))
+
+
+def test_inspector_sees_every_weighted_term(smpl, prior):
+    """The inspector receives each level's weighted terms; they sum to the level's logged total."""
+    ad = make_adaptor(smpl, prior, dynamic_boa=False)
+    seen = {}
+    ad.inspector = lambda level, terms, params: seen.setdefault(level, {k: float(v) for k, v in terms.items()})
+    for i in range(6):  # past the motion interval
+        res = ad.step(make_frame(i))
+    assert {"kp2d", "shape_prior", "pose_prior", "exemplar_2d", "exemplar_3d", "exemplar_pose",
+            "exemplar_shape"} <= set(seen["lower"])
+    assert {"teacher"} <= set(seen["upper"])
+    assert res.losses["upper/total"] > 0
