@@ -36,8 +36,8 @@ from models.adaptor import Adaptor, Frame
 from utils.checkpoint import resolve_device, seed_everything
 from utils.detector import DetectorConfig, PoseDetector, largest_person
 from utils.export import draw_keypoints, overlay_people
-from utils.geometry import crop_cam_to_full_cam
-from utils.imutils import crop_to_tensor, normalize_keypoints
+from utils.geometry import full_image_camera
+from utils.imutils import person_crop
 from utils.keypoints import binarize_confidence, keypoint_box, to_j49
 from utils.video import iter_video_frames, video_info
 
@@ -301,8 +301,8 @@ class Session:
         boxes = keypoint_box(person.keypoints[None], scale_factor=1.2)  # SPIN's box of the confident joints
         center, scale = boxes[0][0], float(boxes[1][0])
         kp49 = binarize_confidence(to_j49(person.keypoints[None], "mediapipe33"))[0]
-        image = crop_to_tensor(rgb, center, scale, self.img_res)[None].to(self.device)
-        keypoints = torch.from_numpy(normalize_keypoints(kp49, center, scale, self.img_res)).float()[None]
+        crop, kp = person_crop(rgb, center, scale, kp49, self.img_res)
+        image, keypoints = crop[None].to(self.device), torch.from_numpy(kp)[None]
         res = self.adaptor.step(Frame(image, keypoints.to(self.device), self.track))
         stats.updated += res.updated
         panels[0] = draw_keypoints(rgb, person.keypoints)
@@ -310,8 +310,7 @@ class Session:
         if self.base is not None:
             with torch.no_grad():
                 out = self.base(image)
-                verts = self.adaptor.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
-                                          global_orient=out.pred_rotmat[:, :1], pose2rot=False).vertices
+                verts = self.adaptor.smpl(**out.smpl_params()).vertices
             panels[2] = self._overlay(rgb, out.pred_cam, verts, center, scale, BASE_COLOR)
         return panels
 
@@ -319,10 +318,7 @@ class Session:
                  color: tuple[int, int, int]) -> np.ndarray:
         """The mesh [1, 6890, 3] drawn over the frame by the full-image camera (crop camera converted, D.4)."""
         height, width = rgb.shape[:2]
-        focal = self.cfg.focal_length or 1.2 * min(width, height)
-        cam = cam.detach().cpu().double()
-        t = crop_cam_to_full_cam(cam, torch.as_tensor(center, dtype=cam.dtype)[None],
-                                 torch.tensor([scale * 200.0], dtype=cam.dtype), width, height, focal)
+        t, focal = full_image_camera(cam.detach().cpu().double(), center, scale, (width, height), self.cfg.focal_length)
         placed = vertices[0].detach().cpu().double().numpy() + t[0].numpy()
         return overlay_people(self.renderer, rgb, [placed], self.adaptor.smpl.faces, focal, [color])
 

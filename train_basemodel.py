@@ -35,7 +35,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from config import DataPaths, build_parser, config_from_namespace
 from datasets.h36m import AugmentSettings, H36MDataset, load_h36m_annotations
 from models import losses
-from models.hmr import BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, save_mean_params
+from models.hmr import (BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, rotmat_smpl_params,
+                        save_mean_params)
 from models.prior import fit_gmm_prior, save_gmm_prior
 from models.smpl import SMPL, build_smpl
 from utils.checkpoint import (
@@ -118,8 +119,7 @@ def augment_settings(cfg: TrainConfig) -> AugmentSettings | None:
 
 def smpl_joints(smpl: SMPL, pred_rotmat: torch.Tensor, pred_betas: torch.Tensor) -> torch.Tensor:
     """[B, 49, 3] joints of the neutral SMPL for rotations [B, 24, 3, 3] and betas [B, 10]."""
-    return smpl(betas=pred_betas, body_pose=pred_rotmat[:, 1:], global_orient=pred_rotmat[:, :1],
-                pose2rot=False).joints
+    return smpl(**rotmat_smpl_params(pred_rotmat, pred_betas)).joints
 
 
 def kp2d_ramp(cfg: TrainConfig, step: int | None) -> float:
@@ -136,18 +136,12 @@ def compute_losses(model: HMR, smpl: SMPL, batch: dict[str, torch.Tensor], cfg: 
     out = model(batch["img"])
     joints = smpl_joints(smpl, out.pred_rotmat, out.pred_betas)
     kp2d = project_to_crop(joints, out.pred_cam, IMG_RES)
-    terms = {"kp2d": losses.keypoint_2d_loss(kp2d[:, GT_SLICE], batch["keypoints"][:, GT_SLICE]),
-             "kp3d": losses.keypoint_3d_loss(joints[:, GT_SLICE], batch["pose_3d"]),
-             "cam": losses.camera_regulariser(out.pred_cam)}
-    has = batch["has_smpl"] > 0.5
-    terms["pose"] = terms["betas"] = joints.new_zeros(())
-    if has.any():
-        gt_rotmat = batch_rodrigues(batch["pose"][has].reshape(-1, 3)).view(-1, 24, 3, 3)
-        terms["pose"], terms["betas"] = losses.smpl_param_loss(out.pred_rotmat[has], out.pred_betas[has],
-                                                               gt_rotmat, batch["betas"][has])
-    weights = {"kp2d": cfg.kp2d_weight * kp2d_ramp(cfg, step), "kp3d": cfg.kp3d_weight, "pose": cfg.pose_weight,
-               "betas": cfg.beta_weight, "cam": cfg.cam_weight}
-    total = cfg.loss_scale * sum(weights[name] * value for name, value in terms.items())
+    spin = losses.spin_terms(out.pred_rotmat, out.pred_betas, joints, kp2d, batch["keypoints"], batch["pose_3d"],
+                             batch["pose"], batch["betas"], has_smpl=batch["has_smpl"] > 0.5)
+    weights = losses.SpinWeights(cfg.kp2d_weight * kp2d_ramp(cfg, step), cfg.kp3d_weight, cfg.pose_weight,
+                                 cfg.beta_weight)
+    terms = {**spin, "cam": losses.camera_regulariser(out.pred_cam)}
+    total = cfg.loss_scale * (sum(weights.apply(spin).values()) + cfg.cam_weight * terms["cam"])
     return total, {"total": float(total.detach()), **{name: float(value.detach()) for name, value in terms.items()}}
 
 

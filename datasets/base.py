@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.imutils import crop_to_tensor, normalize_keypoints, read_image_rgb
+from utils.imutils import person_crop, read_image_rgb
 
 
 @dataclass
@@ -53,10 +53,8 @@ def crop_item(root: Path, imgname: str, center: np.ndarray, scale: float, keypoi
         image [3, R, R], keypoints [49, 3] (normalised, a new array), (W, H) of the frame.
     """
     image = read_image_rgb(root / imgname)
-    kp = np.nan_to_num(np.asarray(keypoints, dtype=np.float64), nan=0.0)
-    norm = normalize_keypoints(kp, center, scale, img_res)
-    size = (int(image.shape[1]), int(image.shape[0]))
-    return crop_to_tensor(image, center, scale, img_res), torch.from_numpy(norm.astype(np.float32)), size
+    crop, kp = person_crop(image, center, scale, keypoints, img_res)
+    return crop, torch.from_numpy(kp), (int(image.shape[1]), int(image.shape[0]))
 
 
 def collate_single(items: list[StreamItem]) -> StreamItem:

@@ -36,9 +36,8 @@ from models.hmr import load_hmr_checkpoint
 from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
-from utils.checkpoint import read_checkpoint_extras, resolve_device, seed_everything, write_json
-from utils.constants import IMG_RES
-from utils.geometry import crop_cam_to_full_cam, rotmat_to_axis_angle, weak_cam_to_translation
+from utils.checkpoint import input_size, resolve_device, seed_everything, write_json
+from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.io import atomic_path
 from utils.results import FIELDS, RunWriter, savez_atomic, summarize
 from utils.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
@@ -122,7 +121,7 @@ def build_adaptor(adapt: AdaptConfig, paths: DataPaths, device: torch.device, mo
     parameters trainable, the neutral SMPL, the GMM prior and, when the settings use exemplars, the retrieval bank;
     returns it with the crop size (`img_res`, or the checkpoint's `img_res` entry, else 224)."""
     model_file = model_file or paths.base_model
-    img_res = img_res or int(read_checkpoint_extras(model_file).get("img_res", IMG_RES))
+    img_res = input_size(model_file, img_res)
     model = load_hmr_checkpoint(model_file).to(device)
     freeze_unadapted(model, adapted)
     smpl = build_smpl(paths, "neutral").to(device)
@@ -151,11 +150,9 @@ def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, n
     out = res.output
     rotmat = out.pred_rotmat[0].detach()
     width, height = item.img_size
-    focal = focal_length or 1.2 * min(width, height)
     side = item.scale * 200.0
     cam = out.pred_cam.detach()
-    cam_full = crop_cam_to_full_cam(cam, torch.as_tensor(item.center, dtype=cam.dtype, device=cam.device)[None],
-                                    torch.tensor([side], dtype=cam.dtype, device=cam.device), width, height, focal)
+    cam_full, focal = full_image_camera(cam, item.center, item.scale, item.img_size, focal_length)
     return {"index": np.int64(item.index), "track": np.str_(f"{item.track[0]}:{item.track[1]}"),
             "frame_id": np.int64(item.frame_id), "imgname": np.str_(item.imgname),
             "rotmat": rotmat.cpu().numpy(), "pose": rotmat_to_axis_angle(rotmat).reshape(72).cpu().numpy(),
@@ -382,10 +379,11 @@ def run_session(run: RunConfig, adapt: AdaptConfig) -> dict | None:
     exppath = run.expdir / run.expname
     if holds_run(exppath) and not (run.resume or run.overwrite):
         raise RunExists(exppath)  # before any work: nothing of the run is touched
-    img_res = run.img_res or int(read_checkpoint_extras(paths.base_model).get("img_res", IMG_RES))
+    img_res = input_size(paths.base_model, run.img_res)
     stream = build_stream(run, paths, img_res)
     end = len(stream) if run.max_frames <= 0 else min(len(stream), run.max_frames)
     write_run_record(run, adapt, paths, exppath, {"img_res": img_res, "frames": len(stream)})
+    run = dataclasses.replace(run, img_res=img_res)  # the adaptors built below need not read the checkpoint again
     if run.jobs > 1:
         summary = adapt_parallel(run, adapt, exppath, sequence_ranges(stream_tracks(stream), end))
     else:

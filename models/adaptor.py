@@ -48,7 +48,7 @@ from models.hmr import HMR, HMROutput
 from models.meta import NonFiniteGradientError, all_finite, inner_step
 from models.prior import pose_prior_loss, shape_prior_loss
 from utils.constants import GT_SLICE, OP_SLICE
-from utils.geometry import batch_rodrigues, project_to_crop
+from utils.geometry import project_to_crop
 
 ADAM_IMPLS: dict[str, dict[str, bool]] = {"fused": {"fused": True}, "foreach": {"foreach": True},
                                           "loop": {"foreach": False}}
@@ -340,15 +340,13 @@ class Adaptor:
                 ex = self.exemplars.retrieve(key, cfg.sample_num)
         images = [frame.image] + ([ex.images] if ex is not None else []) + ([hist.image] if hist else [])
         out = self._forward(params, torch.cat(images), passes)
-        joints = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
-                           global_orient=out.pred_rotmat[:, :1], pose2rot=False).joints
+        joints = self.smpl(**out.smpl_params()).joints
         kp2d = project_to_crop(joints, out.pred_cam)
         terms: dict[str, torch.Tensor] = {}  # weighted terms of this level's loss
         if use_frame:
             terms.update(self._frame_terms(out, kp2d, frame, level, logs))
         if temporal and teacher_out is not None:
-            t_joints = self.smpl(betas=teacher_out.pred_betas, body_pose=teacher_out.pred_rotmat[:, 1:],
-                                 global_orient=teacher_out.pred_rotmat[:, :1], pose2rot=False).joints
+            t_joints = self.smpl(**teacher_out.smpl_params()).joints
             t_loss = losses.teacher_loss(kp2d[:1], project_to_crop(t_joints, teacher_out.pred_cam), joints[:1],
                                          t_joints, out.pred_rotmat[:1], teacher_out.pred_rotmat, out.pred_betas[:1],
                                          teacher_out.pred_betas)
@@ -385,13 +383,11 @@ class Adaptor:
 
     def _labelled_terms(self, out: HMROutput, joints: torch.Tensor, kp2d: torch.Tensor, rows: slice,
                         ex: ExemplarBatch) -> dict[str, torch.Tensor]:
-        """`5 L2d + 5 L3d + 0.001 MSE(beta) + 1 MSE(R)` on the exemplar rows (§4.2), on the 24 GT joints, by term."""
-        n = ex.pose.shape[0]
-        gt_rotmat = batch_rodrigues(ex.pose.reshape(-1, 3)).view(n, 24, 3, 3)
-        l2d = losses.keypoint_2d_loss(kp2d[:, GT_SLICE], ex.keypoints[:, GT_SLICE])
-        l3d = losses.keypoint_3d_loss(joints[:, GT_SLICE], ex.joints3d)
-        l_pose, l_beta = losses.smpl_param_loss(out.pred_rotmat[rows], out.pred_betas[rows], gt_rotmat, ex.betas)
-        return {"2d": 5.0 * l2d, "3d": 5.0 * l3d, "shape": 0.001 * l_beta, "pose": 1.0 * l_pose}
+        """SPIN's loss with the original's weights `5 L2d + 5 L3d + 0.001 MSE(beta) + 1 MSE(R)` on the exemplar rows
+        (docs/method.md §6), on the 24 GT joints, by term."""
+        parts = losses.SpinWeights().apply(losses.spin_terms(out.pred_rotmat[rows], out.pred_betas[rows], joints, kp2d,
+                                                             ex.keypoints, ex.joints3d, ex.pose, ex.betas))
+        return {"2d": parts["kp2d"], "3d": parts["kp3d"], "shape": parts["betas"], "pose": parts["pose"]}
 
     # ----------------------------------------------------------------------------------------------------------
     def _run(self, module: torch.nn.Module, images: torch.Tensor, features: bool = False,
@@ -470,7 +466,6 @@ class Adaptor:
     def _result(self, out: HMROutput, frame: Frame, passes: dict[str, int], updated: bool, steps: int,
                 reason: str | None, logs: dict[str, float]) -> StepResult:
         with torch.no_grad(), self._section("output"):
-            smpl_out = self.smpl(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:],
-                                 global_orient=out.pred_rotmat[:, :1], pose2rot=False)
+            smpl_out = self.smpl(**out.smpl_params())
         return StepResult(output=out, vertices=smpl_out.vertices, joints=smpl_out.joints, updated=updated,
                           dynamic_steps=steps, skipped_reason=reason, losses=logs, passes=passes)

@@ -144,6 +144,16 @@ class HMROutput:
     feature: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def smpl_params(self) -> dict[str, torch.Tensor | bool]:
+        """The SMPL call's arguments for this prediction: `smpl(**out.smpl_params())`."""
+        return rotmat_smpl_params(self.pred_rotmat, self.pred_betas)
+
+
+def rotmat_smpl_params(rotmat: torch.Tensor, betas: torch.Tensor) -> dict[str, torch.Tensor | bool]:
+    """Keyword arguments of an SMPL call from rotation matrices [B, 24, 3, 3] (global orientation first) and betas
+    [B, 10]: `smpl(**rotmat_smpl_params(rotmat, betas))`."""
+    return {"betas": betas, "body_pose": rotmat[:, 1:], "global_orient": rotmat[:, :1], "pose2rot": False}
+
 
 class HMR(nn.Module):
     """GroupNorm ResNet + iterative error-feedback SMPL regressor (reference §2.1).

@@ -5,8 +5,13 @@ over all elements, as the original. Keypoints are normalised crop coordinates in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from utils.constants import GT_SLICE
+from utils.geometry import batch_rodrigues
 
 # the hip pair of the 24-joint GT block used to centre 3D joints (R hip, L hip; reference §3.4)
 _HIP_IDS = (2, 3)
@@ -60,6 +65,46 @@ def smpl_param_loss(
     """
     assert pred_rotmat.shape == gt_rotmat.shape and pred_betas.shape == gt_betas.shape
     return F.mse_loss(pred_rotmat, gt_rotmat), F.mse_loss(pred_betas, gt_betas)
+
+
+@dataclass(frozen=True)
+class SpinWeights:
+    """Weights of SPIN's supervised terms; the defaults are the original's (`5 L2d + 5 L3d + 1 MSE(R) + 0.001
+    MSE(beta)`), which the adaptor's exemplar term uses and the base-model training takes as option defaults."""
+
+    kp2d: float = 5.0
+    kp3d: float = 5.0
+    pose: float = 1.0
+    betas: float = 0.001
+
+    def apply(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`spin_terms` weighted, same keys and order."""
+        return {name: getattr(self, name) * value for name, value in terms.items()}
+
+
+def spin_terms(pred_rotmat: torch.Tensor, pred_betas: torch.Tensor, joints: torch.Tensor, kp2d: torch.Tensor,
+               gt_keypoints: torch.Tensor, gt_joints3d: torch.Tensor, gt_pose: torch.Tensor, gt_betas: torch.Tensor,
+               has_smpl: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """SPIN's supervised terms of labelled images, unweighted (`SpinWeights.apply` weights them).
+
+    Args:
+        pred_rotmat: [B, 24, 3, 3]; pred_betas: [B, 10].
+        joints: [B, 49, 3] predicted joints; kp2d: [B, 49, 2] their projection into the crop (normalised).
+        gt_keypoints: [B, 49, 3] normalised 2D labels + confidence; gt_joints3d: [B, 24, 4] metres + confidence.
+        gt_pose: [B, 72] axis-angle; gt_betas: [B, 10].
+        has_smpl: [B] bool, the rows whose SMPL labels count (all when None); no such row gives zero SMPL terms.
+    Returns:
+        `kp2d`, `kp3d` (on the 24 GT joints), `pose` (MSE of rotation matrices), `betas` (MSE).
+    """
+    terms = {"kp2d": keypoint_2d_loss(kp2d[:, GT_SLICE], gt_keypoints[:, GT_SLICE]),
+             "kp3d": keypoint_3d_loss(joints[:, GT_SLICE], gt_joints3d)}
+    rows = slice(None) if has_smpl is None else has_smpl
+    if has_smpl is not None and not bool(has_smpl.any()):
+        terms["pose"] = terms["betas"] = joints.new_zeros(())
+        return terms
+    gt_rotmat = batch_rodrigues(gt_pose[rows].reshape(-1, 3)).view(-1, 24, 3, 3)
+    terms["pose"], terms["betas"] = smpl_param_loss(pred_rotmat[rows], pred_betas[rows], gt_rotmat, gt_betas[rows])
+    return terms
 
 
 def camera_regulariser(pred_cam: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 from torch import nn
 
+from utils.clustering import kmeans_plus_plus
 from utils.geometry import rotmat_to_axis_angle
 from utils.io import NUMPY_GLOBALS, UnsafePickleError, restricted_load
 
@@ -204,7 +205,8 @@ def fit_gmm_prior(
     x = np.asarray(poses_aa, dtype=np.float64)
     assert x.ndim == 2 and x.shape[0] >= n_components, x.shape
     assert max_iter >= 1, max_iter
-    centres = _kmeans_plus_plus(x, n_components, np.random.default_rng(seed))
+    centres = kmeans_plus_plus(x, n_components, np.random.default_rng(seed),
+                               lambda points, centre: _squared_distances(points, centre[None])[:, 0])
     nearest = _squared_distances(x, centres).argmin(1)
     weights, means, covars = _m_step(x, np.eye(n_components)[nearest], reg_covar)
     previous = -np.inf
@@ -218,18 +220,6 @@ def fit_gmm_prior(
         previous = mean_ll
     logger.info("GMM fit: K=%d, %d iterations, mean log-likelihood %.4f", n_components, iteration + 1, mean_ll)
     return {"means": means, "covars": covars, "weights": weights}
-
-
-def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: each next centre drawn with probability proportional to squared distance. [k, D]."""
-    centres = [x[rng.integers(len(x))]]
-    dist = _squared_distances(x, centres[0][None])[:, 0]  # [N] to the nearest centre so far
-    for _ in range(1, k):
-        total = dist.sum()
-        probs = dist / total if total > 0 else np.full(len(x), 1.0 / len(x))
-        centres.append(x[rng.choice(len(x), p=probs)])
-        dist = np.minimum(dist, _squared_distances(x, centres[-1][None])[:, 0])
-    return np.asarray(centres)
 
 
 def _squared_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -44,21 +44,6 @@ def test_transform_batch_equals_loop_and_inverse_corners():
     np.testing.assert_array_equal(imutils.transform([[1, 1], [225, 225]], C, S, 224, invert=True), [[1, 1], [201, 201]])
 
 
-def test_bbox_from_keypoints():
-    kp = np.array([[10, 20, 1.0], [30, 60, 0.9], [500, 500, 0.0]])
-    center, scale = imutils.bbox_from_keypoints(kp)  # the zero-confidence joint is ignored
-    np.testing.assert_allclose(center, [20, 40])
-    assert scale == pytest.approx(40 / 200)
-    center, scale = imutils.bbox_from_keypoints(kp, conf_thresh=0.95, scale_factor=2.0)  # one joint: zero box
-    np.testing.assert_allclose(center, [10, 20])
-    assert scale == 0.0
-    center, scale = imutils.bbox_from_keypoints(kp[:, :2], scale_factor=1.2)  # no confidence: all joints
-    np.testing.assert_allclose(center, [255, 260])
-    assert scale == pytest.approx(490 / 200 * 1.2)
-    with pytest.raises(ValueError, match="confidence"):
-        imutils.bbox_from_keypoints(kp, conf_thresh=1.0)
-
-
 def test_bbox_from_mask():
     mask = np.zeros((50, 60), dtype=bool)
     mask[10:20, 30:34] = True  # rows 10..19 (10 px), columns 30..33 (4 px)

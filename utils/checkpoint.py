@@ -21,6 +21,7 @@ import torch
 
 from config import REPO_ROOT, save_config
 from models.hmr import HMR, save_hmr_checkpoint
+from utils.constants import IMG_RES
 from utils.io import atomic_path, torch_load_tensors, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,12 @@ def save_training_checkpoint(path: Path, model: HMR, optimizer: torch.optim.Opti
         extra["optimizer"] = optimizer.state_dict()
     with atomic_path(path) as tmp:
         save_hmr_checkpoint(model, tmp, half=half, extra=extra)
+
+
+def input_size(model_file: Path, img_res: int = 0) -> int:
+    """The crop side fed to a base model: `img_res` when given (> 0), else the checkpoint's `img_res` entry (written
+    by `save_training_checkpoint`), else 224 (the released model, which records none)."""
+    return img_res or int(read_checkpoint_extras(model_file).get("img_res", IMG_RES))
 
 
 def read_checkpoint_extras(path: Path) -> dict[str, Any]:

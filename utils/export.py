@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
+from models.hmr import rotmat_smpl_params
 from models.smpl import SMPL, build_smpl
 from utils.geometry import crop_cam_to_orig_weak_cam, rotmat_to_axis_angle
 
@@ -92,8 +93,7 @@ def smpl_forward(smpl: SMPL, rotmat: np.ndarray, betas: np.ndarray) -> Iterator[
     assert rotmat.shape[1:] == (24, 3, 3) and betas.shape == (len(rotmat), 10), (rotmat.shape, betas.shape)
     for start in range(0, len(rotmat), CHUNK):
         rot = torch.as_tensor(rotmat[start:start + CHUNK], dtype=torch.float32)
-        out = smpl(betas=torch.as_tensor(betas[start:start + CHUNK], dtype=torch.float32), body_pose=rot[:, 1:],
-                   global_orient=rot[:, :1], pose2rot=False)
+        out = smpl(**rotmat_smpl_params(rot, torch.as_tensor(betas[start:start + CHUNK], dtype=torch.float32)))
         yield out.vertices.numpy(), out.joints.numpy()
 
 

@@ -215,6 +215,25 @@ def crop_cam_to_full_cam(
     )
 
 
+def full_image_camera(cam: torch.Tensor, center, scale, img_size: tuple[float, float], focal_length: float = 0.0
+                      ) -> tuple[torch.Tensor, float]:
+    """The crop camera of a person box as a perspective camera of the whole frame (`crop_cam_to_full_cam`).
+
+    Args:
+        cam: [B, 3] crop camera (s, tx, ty).
+        center: [2] or [B, 2] box centre (pixels); scale: box side / 200 (scalar or [B]).
+        img_size: (W, H) of the frame.
+        focal_length: pixels; 0 takes EasyMocap's guess 1.2 min(W, H) (no intrinsics known).
+    Returns:
+        ([B, 3] translation of the model-space body, the focal length used), on `cam`'s dtype and device.
+    """
+    width, height = img_size
+    focal = focal_length or 1.2 * min(width, height)
+    center = torch.as_tensor(center, dtype=cam.dtype, device=cam.device).reshape(-1, 2)
+    box = torch.as_tensor(scale, dtype=torch.float64).reshape(-1) * 200.0
+    return crop_cam_to_full_cam(cam, center, box.to(cam.dtype).to(cam.device), width, height, focal), focal
+
+
 def crop_cam_to_orig_weak_cam(
     cam: torch.Tensor, center: torch.Tensor, box_size: torch.Tensor, img_w: float, img_h: float
 ) -> torch.Tensor:

@@ -30,29 +30,6 @@ def _res_hw(res: int | Sequence[int]) -> tuple[int, int]:
     return int(res[0]), int(res[1])
 
 
-def bbox_from_keypoints(
-    kp: np.ndarray, conf_thresh: float = 0.0, scale_factor: float = 1.0
-) -> tuple[np.ndarray, float]:
-    """Tight square box of the confident keypoints.
-
-    Args:
-        kp: [J, 3] (x, y, confidence) or [J, 2] (x, y) pixels; without a confidence column every joint counts.
-        conf_thresh: joints with confidence > conf_thresh are used.
-        scale_factor: multiplies the box side (1.2 in SPIN/BOA, 1.0 in DynaBOA's 3DPW script).
-    Returns:
-        center [2] pixels and scale = max(w, h) / 200 * scale_factor.
-    Raises:
-        ValueError: when no joint passes the threshold.
-    """
-    kp = np.asarray(kp, dtype=np.float64)
-    assert kp.ndim == 2 and kp.shape[1] in (2, 3), kp.shape
-    pts = kp[kp[:, 2] > conf_thresh, :2] if kp.shape[1] == 3 else kp
-    if len(pts) == 0:
-        raise ValueError(f"no keypoint has confidence > {conf_thresh}; cannot build a box")
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return (lo + hi) / 2.0, float((hi - lo).max() / BOX_UNIT * scale_factor)
-
-
 def bbox_from_mask(mask: np.ndarray, scale_factor: float = 1.0) -> tuple[np.ndarray, float]:
     """Tight square box of a binary mask.
 
@@ -237,6 +214,22 @@ def crop_to_tensor(img_rgb: np.ndarray, center: Sequence[float], scale: float, r
     patch = crop(img_rgb, center, scale, (res, res)) / 255.0
     patch = (patch - np.asarray(IMG_NORM_MEAN, np.float32)) / np.asarray(IMG_NORM_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1), dtype=np.float32))
+
+
+def person_crop(img_rgb: np.ndarray, center: Sequence[float], scale: float, keypoints: np.ndarray,
+                res: int = IMG_RES) -> tuple[torch.Tensor, np.ndarray]:
+    """The network's input for one person box: the normalised crop and the keypoints in its coordinates.
+
+    Args:
+        img_rgb: [H, W, 3] uint8 frame.
+        center, scale: the box (e.g. from `utils.keypoints.keypoint_box`).
+        keypoints: [J, 3] pixels + confidence; NaN entries become 0 (a missing joint has confidence 0).
+        res: crop side.
+    Returns:
+        image [3, res, res] float32 (`crop_to_tensor`), keypoints [J, 3] float32 (`normalize_keypoints`).
+    """
+    kp = np.nan_to_num(np.asarray(keypoints, dtype=np.float64), nan=0.0)
+    return crop_to_tensor(img_rgb, center, scale, res), normalize_keypoints(kp, center, scale, res).astype(np.float32)
 
 
 def denormalize_image(t: torch.Tensor) -> np.ndarray:

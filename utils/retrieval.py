@@ -33,7 +33,8 @@ from config import DataPaths, build_parser, config_from_namespace
 from datasets.h36m import Augmentation, H36MDataset, load_h36m_annotations, normalize_image, subset_annotations
 from models.adaptor import ExemplarBatch
 from models.hmr import HMR, load_hmr_checkpoint
-from utils.checkpoint import read_checkpoint_extras, resolve_device
+from utils.checkpoint import input_size, resolve_device
+from utils.clustering import kmeans_plus_plus
 from utils.constants import IMG_RES
 from utils.io import atomic_path, restricted_joblib_load
 
@@ -68,12 +69,8 @@ def spherical_kmeans(features: np.ndarray, k: int, seed: int = 0, max_iter: int 
     """
     assert features.ndim == 2 and 1 <= k <= features.shape[0], (features.shape, k)
     x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    rng = np.random.default_rng(seed)
-    centres = [x[rng.integers(len(x))]]
-    for _ in range(1, k):
-        dist = np.clip(1.0 - (x @ np.stack(centres).T).max(axis=1), 0.0, None)
-        centres.append(x[rng.choice(len(x), p=dist / dist.sum())] if dist.sum() > 0 else x[rng.integers(len(x))])
-    centres, labels = np.stack(centres), np.full(len(x), -1)
+    centres = kmeans_plus_plus(x, k, np.random.default_rng(seed), lambda points, c: np.clip(1.0 - points @ c, 0.0, None))
+    labels = np.full(len(x), -1)
     for _ in range(max_iter):
         sim = x @ centres.T
         new = sim.argmax(axis=1)
@@ -183,7 +180,7 @@ def build_database(cfg: RetrievalConfig) -> list[Path]:
     out_dir = cfg.out or paths.retrieval_dir
     model_path = cfg.model or paths.base_model
     model = load_hmr_checkpoint(model_path)
-    img_res = cfg.img_res or int(read_checkpoint_extras(model_path).get("img_res", IMG_RES))
+    img_res = input_size(model_path, cfg.img_res)
     data = load_h36m_annotations(paths.dataset_extras / cfg.npz)
     n = len(data["imgname"])
     rows = np.arange(n)
