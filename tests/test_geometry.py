@@ -95,3 +95,14 @@ def test_orig_weak_cam_matches_full_cam_offsets():
     full = G.crop_cam_to_full_cam(cam, center, box, 1280.0, 720.0, 1000.0)
     assert torch.allclose(weak[:, 2:], full[:, :2])
     assert torch.allclose(weak[:, :2], torch.tensor([[0.8 * 250 / 1280, 0.8 * 250 / 720]]))
+
+
+def test_full_image_camera_default_focal_by_hand():
+    # box of side 200 (scale 1) centred at (740, 360) in a 1280 x 720 frame, crop camera s = 2, tx = ty = 0:
+    # s b = 400, t = [2 (740 - 640) / 400, 2 (360 - 360) / 400, 2 f / 400] with f = 1.2 * 720 = 864
+    cam = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    t, focal = G.full_image_camera(cam, [740.0, 360.0], 1.0, (1280, 720))
+    assert focal == pytest.approx(864.0)
+    torch.testing.assert_close(t, torch.tensor([[0.5, 0.0, 4.32]], dtype=torch.float64))
+    t, focal = G.full_image_camera(cam, [740.0, 360.0], 1.0, (1280, 720), focal_length=1000.0)
+    assert focal == 1000.0 and t[0, 2].item() == pytest.approx(5.0)

@@ -56,3 +56,30 @@ def test_feature_cosine_change():
 
 def test_camera_regulariser():
     assert torch.isclose(losses.camera_regulariser(torch.tensor([[0.0, 1.0, 1.0]])), torch.tensor(1.0))
+
+
+def test_spin_terms_by_hand_and_only_on_rows_with_smpl():
+    rotmat = torch.eye(3).expand(2, 24, 3, 3).clone()
+    betas = torch.zeros(2, 10)
+    joints = torch.zeros(2, 49, 3)
+    kp2d = torch.zeros(2, 49, 2)
+    gt_kp = torch.zeros(2, 49, 3)
+    gt_kp[:, 25:, :2], gt_kp[:, 25:, 2] = 0.5, 1.0  # 2D error 0.5 on x and y of the 24 GT joints, conf 1
+    gt_j3d = torch.cat([torch.zeros(2, 24, 3), torch.ones(2, 24, 1)], -1)
+    gt_pose = torch.zeros(2, 72)
+    gt_betas = torch.stack([torch.zeros(10), torch.ones(10)])  # only row 1 has a betas error
+    terms = losses.spin_terms(rotmat, betas, joints, kp2d, gt_kp, gt_j3d, gt_pose, gt_betas)
+    assert list(terms) == ["kp2d", "kp3d", "pose", "betas"]
+    torch.testing.assert_close(terms["kp2d"], torch.tensor(0.25))
+    torch.testing.assert_close(terms["kp3d"], torch.tensor(0.0))
+    torch.testing.assert_close(terms["pose"], torch.tensor(0.0))
+    torch.testing.assert_close(terms["betas"], torch.tensor(0.5))  # mean over both rows
+    only_first = losses.spin_terms(rotmat, betas, joints, kp2d, gt_kp, gt_j3d, gt_pose, gt_betas,
+                                   has_smpl=torch.tensor([True, False]))
+    torch.testing.assert_close(only_first["betas"], torch.tensor(0.0))
+    none = losses.spin_terms(rotmat, betas, joints, kp2d, gt_kp, gt_j3d, gt_pose, gt_betas,
+                             has_smpl=torch.tensor([False, False]))
+    assert none["pose"].item() == 0.0 and none["betas"].item() == 0.0
+    weighted = losses.SpinWeights().apply(terms)  # the original's 5 / 5 / 1 / 0.001
+    torch.testing.assert_close(weighted["kp2d"], torch.tensor(1.25))
+    torch.testing.assert_close(weighted["betas"], torch.tensor(0.0005))
