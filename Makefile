@@ -17,12 +17,13 @@ $(STAMP): requirements.txt requirements-mediapipe.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-mediapipe.txt
 	touch $(STAMP)
 
-# OMP_WAIT_POLICY=PASSIVE: OpenMP threads that busy-wait collapse on 2 shared cores (a 4 s test took 57 s)
+# OMP_WAIT_POLICY=PASSIVE (also set by every script and program unless the user sets it): OpenMP threads that
+# busy-wait collapse on 2 shared cores (a 4 s test took 57 s)
 test: $(STAMP)
 	PYOPENGL_PLATFORM=egl OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	PYTHON=$(PY) bash run_on_synthetic.sh --preset demo
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} PYTHON=$(PY) bash run_on_synthetic.sh --preset demo
 
 clean-venv:
 	rm -rf $(VENV)

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import cv2
-import joblib
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+
+import cv2  # noqa: E402
+import joblib  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
 from datasets.base import StreamItem, crop_item

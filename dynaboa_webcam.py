@@ -18,7 +18,9 @@ true rate: the source's frame rate for a file, the measured processing rate for 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -26,19 +28,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
 from datasets.session import build_adaptor
 from models.adaptor import Adaptor, Frame
-from utils.checkpoint import resolve_device, seed_everything
+from utils.checkpoint import resolve_device, seed_everything, write_json
 from utils.detector import DetectorConfig, PoseDetector, largest_person
 from utils.export import draw_keypoints, overlay_people
 from utils.geometry import full_image_camera
 from utils.imutils import person_crop
 from utils.keypoints import binarize_confidence, keypoint_box, to_j49
+from utils.runrecord import provenance
 from utils.video import iter_video_frames, video_info
 
 logger = logging.getLogger("dynaboa_webcam")
@@ -335,6 +340,9 @@ def run(cfg: WebcamConfig, adapt: WebcamAdaptConfig) -> RunStats:
         frames, source_fps = open_source(cfg)
         target = save_path(cfg)
         sink = VideoSink(target, source_fps) if target is not None else None
+        if target is not None:  # what made the video: base model and hash, body model, commit
+            record = provenance(cfg.model_file or paths.base_model, paths.smpl_model_dir / "SMPL_NEUTRAL.pkl")
+            write_json(target.with_name(target.name + ".provenance.json"), record)
         for bgr in frames:
             panels = session.process(np.ascontiguousarray(bgr[:, :, ::-1]), stats)
             stats.frames += 1
@@ -376,6 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, adapt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from utils.assets import check_assets, format_report, missing_required
+    from utils.builtin_assets import builtin_data_root, needs_builtin, warn_builtin
+
+    if cfg.model_file is None and needs_builtin(cfg.data_root):  # a fresh clone: the synthetic-only demonstration
+        cfg = dataclasses.replace(cfg, data_root=builtin_data_root())
+        warn_builtin(cfg.data_root)
 
     skip = {"internet root"} | ({"basemodel.pt"} if cfg.model_file else set())  # no video folder; own checkpoint
     statuses = [s for s in check_assets(DataPaths.from_root(cfg.data_root), "internet", source_free=not adapt.retrieval)

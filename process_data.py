@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from config import DataPaths
-from utils.assets import PURPOSES, check_assets, format_report, missing_required
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+
+from config import DataPaths  # noqa: E402
+from utils.assets import PURPOSES, check_assets, format_report, missing_required  # noqa: E402
 
 PREPROCESSORS = {  # --dataset value -> module with add_arguments(parser) and run(args) -> int
     "3dpw": "datasets.preprocess.pw3d",
@@ -70,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, module = parse_args(argv)
     if module is None:
         return check_assets_main(args)
-    return int(module.run(args))
+    try:
+        return int(module.run(args))
+    except (ValueError, FileNotFoundError) as err:  # a bad or missing input file: one line naming it
+        logging.getLogger("process_data").error("%s", err)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #   bash run_on_3dpw.sh --expname mine --resume
 # Without the real data it stops at once, listing each missing file and where it comes from.
 set -euo pipefail
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # busy-waiting OpenMP threads collapse on a shared machine
 cd "$(dirname "$0")"
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3

@@ -4,6 +4,7 @@
 #   bash run_on_synthetic.sh                  # full (exps/synthetic_full/benchmark.md)
 #   bash run_on_synthetic.sh --preset demo    # what `make demo` runs
 set -euo pipefail
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # busy-waiting OpenMP threads collapse on a shared machine
 cd "$(dirname "$0")"
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from datasets.base import StreamItem, crop_item
+from utils.runrecord import RunError, one_line
 
 FILE_PATTERN = re.compile(r"^(?P<video>.+)_(?P<track>\d+)\.npz$")
 
@@ -21,7 +22,7 @@ def list_track_files(root: Path) -> list[Path]:
     """`<video>_<k>.npz` files sorted by (video, k)."""
     files = [p for p in Path(root).glob("*.npz") if FILE_PATTERN.match(p.name)] if Path(root).is_dir() else []
     if not files:
-        raise FileNotFoundError(
+        raise RunError(
             f"no <video>_<track>.npz files in {root}: extract frames with `python vid2img.py VIDEO --out "
             f"{root}/images`, detect 2D keypoints, then run `python process_data.py --dataset internet --root {root}`")
 
@@ -40,12 +41,16 @@ class InternetStream(torch.utils.data.Dataset):
         self.items: list[tuple[str, np.ndarray, float, np.ndarray, tuple[str, int], int]] = []
         for path in list_track_files(self.root):
             m = FILE_PATTERN.match(path.name)
-            data = np.load(path)
-            frames = data["frame_ids"] if "frame_ids" in data else np.arange(len(data["imgname"]))
-            for i in range(len(data["imgname"])):
-                self.items.append((str(data["imgname"][i]), data["center"][i].astype(np.float64),
-                                   float(data["scale"][i]), data["part"][i].copy(), (m["video"], int(m["track"])),
-                                   int(frames[i])))
+            try:
+                with np.load(path) as data:
+                    frames = data["frame_ids"] if "frame_ids" in data else np.arange(len(data["imgname"]))
+                    names, centers, scales, parts = data["imgname"], data["center"], data["scale"], data["part"]
+            except Exception as err:  # a truncated zip, a missing key, a foreign file: name it
+                raise RunError(f"{path} is not a readable track file ({type(err).__name__}: {err}); regenerate it "
+                               "with `python process_data.py --dataset internet --overwrite`") from err
+            for i in range(len(names)):
+                self.items.append((str(names[i]), centers[i].astype(np.float64), float(scales[i]), parts[i].copy(),
+                                   (m["video"], int(m["track"])), int(frames[i])))
 
     @property
     def tracks(self) -> list[tuple[str, int]]:
@@ -57,5 +62,9 @@ class InternetStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> StreamItem:
         imgname, center, scale, part, track, frame = self.items[index]
-        image, kp, size = crop_item(self.root, imgname, center, scale, part, self.img_res)
+        try:
+            image, kp, size = crop_item(self.root, imgname, center, scale, part, self.img_res)
+        except (FileNotFoundError, ValueError) as err:
+            raise RunError(f"frame {frame} of track {track[0]}_{track[1]} ({self.root / imgname}) cannot be read: "
+                           f"{one_line(err)}") from err
         return StreamItem(index, image, kp, track, imgname, center, scale, size, frame, {})

@@ -14,8 +14,10 @@ import torch
 
 import process_data
 from config import DataPaths
+from models.hmr import HMR
 from models.prior import save_gmm_prior
 from utils.assets import check_assets, format_report, missing_required
+from utils.checkpoint import save_training_checkpoint
 
 EXEMPLAR = "images/S9_Directions_1.60457274_000001.jpg"
 
@@ -51,7 +53,7 @@ def write_complete_root(root: Path) -> DataPaths:
     paths = DataPaths.from_root(root)
     for gender in ("NEUTRAL", "MALE", "FEMALE"):
         _write_smpl(paths.smpl_model_dir / f"SMPL_{gender}.pkl")
-    torch.save({"model": {"fc.weight": torch.zeros(2, 2)}, "epoch": 3}, paths.base_model)
+    save_training_checkpoint(paths.base_model, HMR("resnet10"), None, 0, 3, img_res=64)
     np.save(paths.j_regressor_extra, np.zeros((9, 6890)))
     np.save(paths.j_regressor_h36m, np.zeros((17, 6890)))
     np.savez(paths.smpl_mean_params, pose=np.zeros(144), shape=np.zeros(10), cam=np.zeros(3))
@@ -147,3 +149,12 @@ def test_real_smpl_loader_on_the_procedural_body(body_root: Path, tmp_path: Path
         pickle.dump(model, fh)
     broken = _by_name(check_assets(DataPaths.from_root(tmp_path), "3dpw"))["smpl/SMPL_MALE.pkl"]
     assert broken.state == "invalid" and "weights" in broken.reason
+
+
+def test_checkpoint_of_another_architecture_is_invalid(tmp_path: Path) -> None:
+    """A dict with a 'model' state dict that is not HMR's (here a torchvision-style classifier) is not 'valid'."""
+    paths = write_complete_root(tmp_path)
+    torch.save({"model": {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1000, 512)}},
+               paths.base_model)
+    status = {s.name: s for s in check_assets(paths, "3dpw")}["basemodel.pt"]
+    assert status.state == "invalid", status

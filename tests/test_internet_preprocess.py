@@ -66,7 +66,7 @@ def test_filters_score_size_one_joint_and_nan(tmp_path: Path) -> None:
     assert out["frame_ids"].tolist() == [0, 5]
     assert out["part"][1, 36].tolist() == [0, 0, 0]  # Left Wrist (36) was NaN
     assert np.isfinite(out["part"]).all()
-    assert _run(tmp_path, "--min-score", "0", "--min-size", "100") == 0  # thresholds are options
+    assert _run(tmp_path, "--min-score", "0", "--min-size", "100", "--overwrite") == 0  # thresholds are options
     assert _load(tmp_path / "clip_0.npz")["frame_ids"].tolist() == [0, 1, 2, 5]
 
 
@@ -77,9 +77,11 @@ def test_no_people_writes_nothing_and_says_so(tmp_path: Path, caplog: pytest.Log
     for f in range(3):
         (op / f"walk_{f:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": []}))
     with caplog.at_level(logging.WARNING):
-        assert _run(tmp_path) == 0
+        assert _run(tmp_path) == 1
     assert list(tmp_path.glob("*.npz")) == []
     assert "empty: no person passed the filters" in caplog.text and "walk: no person passed" in caplog.text
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "no person found in empty, walk" in error and "--min-size" in error
 
 
 def _crossing_entries(idx: bool | int) -> list[dict]:
@@ -141,5 +143,8 @@ def test_openpose_folder_and_dynaboa_format_sorted(tmp_path: Path) -> None:
     np.testing.assert_allclose(a["part"][:, ORIGINAL_COCO_PERM, :2], b["part"][:1, ORIGINAL_COCO_PERM, :2].repeat(3, 0))
     # --format restricts the sources; a rerun with fewer tracks leaves no stale file
     (tmp_path / "a_video_5.npz").write_bytes(b"stale")
-    assert _run(tmp_path, "--format", "dynaboa") == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.npz")}
+    assert _run(tmp_path, "--format", "dynaboa") == 1  # refused: an earlier run's files are not touched
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.npz")} == before
+    assert _run(tmp_path, "--format", "dynaboa", "--overwrite") == 0
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["a_video_0.npz", "b_video_0.npz"]

@@ -118,7 +118,10 @@ def _check_checkpoint(path: Path) -> str:
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"expected a dict with a 'model' state_dict, found {found}")
-    return f"'model' with {len(ckpt['model'])} tensors"
+    from models.hmr import load_hmr_checkpoint
+
+    model = load_hmr_checkpoint(path)  # strict: another architecture's weights are reported, not called valid
+    return f"HMR {model.backbone}, 'model' with {len(ckpt['model'])} tensors"
 
 
 def _check_cluster_res(path: Path) -> str:

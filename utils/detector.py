@@ -313,13 +313,22 @@ def detect_frame_dir(frame_dir: Path, cfg: DetectorConfig | None = None) -> Keyp
 
     frames = list_frames(Path(frame_dir))
     fps = float(read_meta(frame_dir).get("fps", 0.0)) if (Path(frame_dir) / META_NAME).is_file() else 0.0
-    out = []
+    out: list[FrameKeypoints] = []
+    skipped: list[str] = []
     with PoseDetector(cfg, video=True) as detector:
         for path in tqdm(frames, desc=f"detecting {Path(frame_dir).name}", dynamic_ncols=True):
-            people = [PersonKeypoints(d.keypoints) for d in detector(read_image_rgb(path))]
-            out.append(FrameKeypoints(path.name, people))
+            try:
+                image = read_image_rgb(path)
+            except (FileNotFoundError, ValueError) as err:  # one bad frame: skipped, the rest is detected
+                logger.warning("%s: skipped (%s); the frame gets no keypoints", path, err)
+                skipped.append(path.name)
+                continue
+            out.append(FrameKeypoints(path.name, [PersonKeypoints(d.keypoints) for d in detector(image)]))
     found = sum(bool(f.people) for f in out)
-    logger.info("%s: people found in %d of %d frames", frame_dir, found, len(out))
+    logger.info("%s: people found in %d of %d frames%s", frame_dir, found, len(frames),
+                f"; {len(skipped)} unreadable frame(s) skipped: {', '.join(skipped[:5])}" if skipped else "")
+    if not found:
+        logger.warning("%s: no person was found in any frame", frame_dir)
     return KeypointsFile(LAYOUT, fps, out)
 
 

@@ -175,7 +175,8 @@ def vibe_arrays(res: dict[str, np.ndarray], rows: np.ndarray, smpl: SMPL, keypoi
     joints3d = np.concatenate(joints)
     proj = project_full(joints3d.astype(np.float64), cam_t, focal, size)
     frames = res["frame_id"][rows].astype(np.int64)
-    if all(int(f) in keypoints for f in frames):
+    detected = all(int(f) in keypoints for f in frames)
+    if detected:
         joints2d = np.stack([keypoints[int(f)] for f in frames])
     else:
         joints2d = np.concatenate([proj, np.ones(proj.shape[:2] + (1,))], axis=2)
@@ -185,7 +186,8 @@ def vibe_arrays(res: dict[str, np.ndarray], rows: np.ndarray, smpl: SMPL, keypoi
     out = {"pred_cam": res["pred_cam"][rows], "orig_cam": orig_cam, "pose": res["pose"][rows],
            "betas": res["betas"][rows], "joints3d": joints3d, "joints2d": joints2d, "joints2d_proj": proj,
            "bboxes": np.c_[bbox[:, :2], bbox[:, 2], bbox[:, 2]], "frame_ids": frames, "cam_t_full": cam_t,
-           "focal_length": focal, "img_size": res["img_size"][rows], "imgname": res["imgname"][rows]}
+           "focal_length": focal, "img_size": res["img_size"][rows], "imgname": res["imgname"][rows],
+           "joints2d_source": np.array("detected" if detected else "projected")}
     if with_verts:
         out["verts"] = np.concatenate(verts)
     return out
@@ -308,16 +310,23 @@ def write_overlay_video(path: Path, frames: list[Path], res: dict[str, np.ndarra
 
 
 def export_video(video: str, tracks: dict[str, np.ndarray], res: dict[str, np.ndarray], smpl: SMPL,
-                 internet_root: Path, out: Path, cfg: ExportConfig, renderer: Renderer | None) -> None:
-    """All exports of one video's tracks into `out`."""
+                 internet_root: Path, out: Path, cfg: ExportConfig, renderer: Renderer | None,
+                 provenance: dict | None = None) -> None:
+    """All exports of one video's tracks into `out`, with `provenance.json` (what made them) next to them."""
     out.mkdir(parents=True, exist_ok=True)
+    if provenance is not None:
+        (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     frame_dir = internet_root / "images" / video
     kps = {name: read_track_keypoints(internet_root, *split_track(name)) for name in tracks}
     people: dict[str, list[dict]] = {}
     for name, rows in tracks.items():
         k = split_track(name)[1]
+        if not kps[name]:
+            logger.warning("%s: no track file %s_%d.npz under %s: joints2d of person_%d.npz are the projected joints, "
+                           "not the detections", video, video, k, internet_root, k)
         if "vibe" in cfg.formats:
-            np.savez(out / f"person_{k}.npz", **vibe_arrays(res, rows, smpl, kps[name], cfg.verts))
+            extra = {"provenance": np.array(json.dumps(provenance))} if provenance is not None else {}
+            np.savez(out / f"person_{k}.npz", **vibe_arrays(res, rows, smpl, kps[name], cfg.verts), **extra)
         betas = res["betas"][rows].mean(axis=0)
         rh, th, poses = easymocap_params(res["rotmat"][rows].astype(np.float64), res["cam_t_full"][rows].astype(
             np.float64), rest_pelvis(smpl, betas)[0].astype(np.float64))
@@ -368,9 +377,14 @@ def export_run(run_dir: Path, out: Path | None = None, cfg: ExportConfig | None 
     run_dir, cfg = Path(run_dir), cfg or ExportConfig()
     res = load_results(run_dir)
     config_file = run_dir / "config.json"
-    if data_root is None and config_file.is_file():
-        data_root = json.loads(config_file.read_text()).get("run", {}).get("data_root")
+    record = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    if data_root is None:
+        data_root = record.get("run", {}).get("data_root")
     paths = DataPaths.from_root(data_root)
+    provenance = {**record.get("provenance", {"recorded": "the run has no provenance record (an older version)"}),
+                  "run": str(run_dir.resolve()), "export_body_model": str(paths.smpl_model_dir / "SMPL_NEUTRAL.pkl")}
+    if provenance.get("synthetic_only"):
+        logger.warning("%s", provenance.get("note"))
     internet_root = Path(internet_root) if internet_root is not None else paths.internet_root
     smpl = build_smpl(paths, "neutral")
     out = Path(out) if out is not None else run_dir / "export"
@@ -384,7 +398,7 @@ def export_run(run_dir: Path, out: Path | None = None, cfg: ExportConfig | None 
         renderer = Renderer(64, 64)
     try:
         for video, tracks in sorted(by_video.items()):
-            export_video(video, tracks, res, smpl, internet_root, out / video, cfg, renderer)
+            export_video(video, tracks, res, smpl, internet_root, out / video, cfg, renderer, provenance)
     finally:
         if renderer is not None:
             renderer.close()

@@ -263,11 +263,20 @@ def keypoints_file_from_doc(doc: dict, source: str = "<json>") -> KeypointsFile:
         raise ValueError(f"{source}: not a {KEYPOINTS_FORMAT} file (its 'format' field is missing or different)")
     if doc.get("version") != KEYPOINTS_VERSION:
         raise ValueError(f"{source}: unsupported {KEYPOINTS_FORMAT} version {doc.get('version')!r}")
+    missing = [key for key in ("layout", "frames") if key not in doc]
+    if missing:
+        raise ValueError(f"{source}: the key {missing[0]!r} is missing (a {KEYPOINTS_FORMAT} file has 'layout' and "
+                         "'frames'); fix or regenerate the file")
     layout = doc["layout"]
     if layout not in LAYOUTS:
         raise ValueError(f"{source}: unknown layout {layout!r}; known: {sorted(LAYOUTS)}")
     frames = []
-    for frame in doc["frames"]:
+    for index, frame in enumerate(doc["frames"]):
+        absent = [key for key in ("image",) if key not in frame] + [
+            f"people[{k}].keypoints" for k, person in enumerate(frame.get("people", [])) if "keypoints" not in person]
+        if absent:
+            raise ValueError(f"{source}, frame {index} ({frame.get('image', 'no image name')}): the key "
+                             f"{absent[0]!r} is missing; fix or regenerate the file")
         people = []
         for person in frame.get("people", []):
             rows = [[np.nan if v is None else v for v in joint] for joint in person["keypoints"]]  # null: missing

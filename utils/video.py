@@ -178,7 +178,7 @@ def extract_frames(
             "(damaged or truncated file); the frames before the damage are kept",
             path, info.frame_count, expected, every, read,
         )
-    meta = {**asdict(info), "frames_read": read, "every": every, "ext": ext, "source": str(path),
+    meta = {**asdict(info), "frames_read": read, "every": every, "ext": ext, "source": str(path), "source_abs": str(path.resolve()),
             "complete": complete, "first_frame": frame_name(0, ext)}
     (out_dir / META_NAME).write_text(json.dumps(meta, indent=2))
     return ExtractResult(out_dir, read, written, skipped, expected, complete)

@@ -282,7 +282,6 @@ def _dedupe(labels: np.ndarray, frames: np.ndarray, scores: np.ndarray, sides: n
 def process_video(det: VideoDetections, out_dir: Path, args: argparse.Namespace) -> list[Path]:
     """Filter, track and write the npz files of one video; returns the files written."""
     keep = select(det, args)
-    _remove_stale(out_dir, det.video)
     if not keep.any():
         logger.warning("%s: no person passed the filters (%d detections); nothing written", det.video,
                        len(det.frames))
@@ -309,13 +308,10 @@ def process_video(det: VideoDetections, out_dir: Path, args: argparse.Namespace)
     return written
 
 
-def _remove_stale(out_dir: Path, video: str) -> None:
-    """Delete `<video>_<k>.npz` files of an earlier run, so a rerun with fewer tracks leaves none behind."""
-    pattern = re.compile(re.escape(video) + r"_\d+\.npz")
-    for stale in sorted(out_dir.glob("*.npz")):
-        if pattern.fullmatch(stale.name):
-            stale.unlink()
-            logger.info("removed %s from an earlier run", stale)
+def existing_tracks(out_dir: Path, videos: list[str]) -> list[Path]:
+    """The `<video>_<k>.npz` files of the given videos already in `out_dir` (from an earlier run)."""
+    patterns = [re.compile(re.escape(video) + r"_\d+\.npz") for video in videos]
+    return [p for p in sorted(out_dir.glob("*.npz")) if any(pat.fullmatch(p.name) for pat in patterns)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -335,6 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-dist", type=float, default=0.5,
                        help="greedy tracker: max centre distance to the predicted box, in box sides")
     group.add_argument("--min-iou", type=float, default=0.3, help="greedy tracker: min IoU with the predicted box")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the track files of an earlier run (default: refuse and change nothing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -346,6 +344,19 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         logger.error("no %s keypoint files under %s", args.format, root)
         return 1
+    earlier = existing_tracks(out_dir, [det.video for det in videos])
+    if earlier and not args.overwrite:
+        logger.error("%s already holds the track files of an earlier run (%s); nothing was changed: pass "
+                     "--overwrite to replace them", out_dir, ", ".join(p.name for p in earlier))
+        return 1
+    for stale in earlier:  # a rerun with fewer tracks leaves none behind
+        stale.unlink()
     total = sum(len(process_video(det, out_dir, args)) for det in videos)
+    if total == 0:
+        logger.error("no person found in %s (%d detections in all; a person needs %d px of confidently detected "
+                     "joints, --min-size): nothing to adapt on; try a video where a person is seen whole, or a lower "
+                     "--min-size", ", ".join(det.video for det in videos), sum(len(d.frames) for d in videos),
+                     int(args.min_size))
+        return 1
     logger.info("%d npz file(s) written to %s", total, out_dir)
     return 0
