@@ -10,12 +10,15 @@ detector-noise keypoints of `poses2d` (red; missing joints are not drawn).
 from __future__ import annotations
 
 import argparse
-import pickle
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils.io import restricted_load  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TILE_HEIGHT = 300  # pixels; every frame is scaled to this height
@@ -68,8 +71,7 @@ def target_tiles(root: Path, count: int, rng: np.random.Generator) -> list[np.nd
     seq_files = sorted(_need(root / "3dpw" / "sequenceFiles" / "test", "target sequences").glob("*.pkl"))
     tiles = []
     for k in range(count):
-        with open(seq_files[k % len(seq_files)], "rb") as fh:
-            seq = pickle.load(fh, encoding="latin1")
+        seq = restricted_load(seq_files[k % len(seq_files)], "3DPW sequence file")  # numpy arrays and lists only
         n = len(seq["img_frame_ids"])
         t = int(rng.integers(n))
         points = np.concatenate([p[t].T for p in seq["poses2d"]])
