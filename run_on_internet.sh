@@ -49,7 +49,9 @@ done
 for arg in ${EXTRA[@]+"${EXTRA[@]}"}; do  # the older spelling `-- --resume` / `-- --overwrite` still works
   case "$arg" in --resume) RESUME=1 ;; --overwrite) OVERWRITE=1 ;; esac
 done
-[ -z "$RESUME" ] || [ -z "$OVERWRITE" ] || { echo "run_on_internet.sh: give --resume or --overwrite, not both" >&2; exit 2; }
+if [ -n "$RESUME" ] && [ -n "$OVERWRITE" ]; then
+  echo "run_on_internet.sh: give --resume or --overwrite, not both" >&2; exit 2
+fi
 case "$NAME" in ""|.|..|*/*) echo "run_on_internet.sh: --expname must be a plain name, got '$NAME'" >&2; exit 2 ;; esac
 [ -z "$DATA_ROOT" ] || export DYNABOA_DATA="$DATA_ROOT"
 
@@ -61,7 +63,9 @@ if [ -d "$RUN" ] && [ -n "$(ls -A "$RUN")" ] && [ -z "$RESUME$OVERWRITE" ]; then
 "$0" --resume "${ARGS[@]}")  or replace it: bash $(printf '%q ' "$0" --overwrite "${ARGS[@]}")" >&2
   exit 1
 fi
-if [ -n "$OVERWRITE" ] && [ -d "$RUN" ]; then echo "run_on_internet.sh: --overwrite: deleting $RUN" >&2; rm -rf "$RUN"; fi
+if [ -n "$OVERWRITE" ] && [ -d "$RUN" ]; then
+  echo "run_on_internet.sh: --overwrite: deleting $RUN" >&2; rm -rf "$RUN"
+fi
 mkdir -p "$INTERNET_ROOT/images"
 
 # no licensed files and no data root chosen: the built-in synthetic assets, with one warning (also in config.json)
