@@ -32,7 +32,8 @@ def data_root() -> Path:
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Every file and folder a run may read, derived from one root (layout of the original release, §1.7)."""
+    """Every file and folder a run may read, derived from one root (the original release's layout, docs/method.md
+    §8.1)."""
 
     root: Path
     smpl_model_dir: Path
@@ -234,7 +235,7 @@ def option(text: str, **extra: Any) -> Any:
 
 @dataclass
 class AdaptConfig:
-    """Hyper-parameters of online adaptation; defaults are the original 3DPW settings (reference §1.4, §4.10)."""
+    """Hyper-parameters of online adaptation; defaults are the original 3DPW settings (docs/method.md §10)."""
 
     adapt: bool = option("adapt online; off = the base model alone", default=True)
     lr: float = option("upper-level Adam learning rate", default=3e-6)

@@ -74,7 +74,7 @@ class WebcamConfig:
 
 @dataclass
 class WebcamAdaptConfig(AdaptConfig):
-    """Adaptation with the original webcam script's defaults (reference §1.4, §7)."""
+    """Adaptation with the original webcam script's defaults (docs/method.md §10)."""
 
     use_boa: bool = option("bilevel (BOA) step; off = plain online fine-tuning", default=False)
     dynamic_boa: bool = option("dynamic extra steps (with --use-boa)", default=False)

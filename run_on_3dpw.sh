@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DynaBOA on the 3DPW test set with the paper's settings (reference-dynaboa.md §1.5), GT 2D keypoints (#PS).
+# DynaBOA on the 3DPW test set with the paper's settings (docs/method.md §10), GT 2D keypoints (#PS).
 #   bash run_on_3dpw.sh                      # data root: $DYNABOA_DATA or data/
 #   bash run_on_3dpw.sh --expname mine --resume
 # Without the real data it stops at once, listing each missing file and where it comes from.

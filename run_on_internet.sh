@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DynaBOA on your own videos, end to end: frames -> 2D keypoints (embedded MediaPipe detector) -> person tracks ->
-# online adaptation with the original's internet settings (reference-dynaboa.md §1.5) -> exports and overlay videos.
+# online adaptation with the original's internet settings (docs/method.md §10) -> exports and overlay videos.
 #
 #   bash run_on_internet.sh dance.mp4 walk.mov                      # -> exps/internet/
 #   bash run_on_internet.sh clip.mp4 --out exps --expname clip --multi-person --obj -- --max-frames 200 --lr 1e-5

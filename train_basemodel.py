@@ -3,9 +3,9 @@
     python train_basemodel.py --data-root data/synthetic --run-dir runs/base18 --backbone resnet18 --img-res 128
     python train_basemodel.py --data-root data/synthetic --make-priors --out data/synthetic
 
-The released base model was trained on Human3.6M alone with SPIN's losses and weights, without SMPLify (reference
-§2.3, issue #18). Here, per batch, with the neutral SMPL and the camera of the 224-px crop (as the adaptor uses it,
-whatever the input size):
+The released base model was trained on Human3.6M alone with SPIN's losses and weights, without SMPLify
+(docs/method.md §2.7, issue #18). Here, per batch, with the neutral SMPL and the camera of the 224-px crop (as the
+adaptor uses it, whatever the input size):
 
     loss = loss_scale * (5 L2d + 5 L3d + 1 MSE(R) + 0.001 MSE(beta) + 1 exp(-10 s)^2),   loss_scale = 60
 
@@ -72,7 +72,7 @@ def _opt(text: str, default: Any, **extra: Any) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Options of train_basemodel.py (defaults: SPIN's training recipe, reference §2.3)."""
+    """Options of train_basemodel.py (defaults: SPIN's training recipe, docs/method.md §2.7)."""
 
     data_root: Path | None = _opt("data root: dataset_extras/, h36m/, smpl/ ($DYNABOA_DATA or data/ when unset)", None)
     run_dir: Path | None = _opt("run directory (config, checkpoints, metrics); resumed if it has a checkpoint", None)

@@ -1,6 +1,6 @@
 """What every test-time stream shares: one item per cropped person frame, read lazily.
 
-The original loads every frame of every track into memory at start-up (reference §10 item 22); here an item is
+The original loads every frame of every track into memory at start-up (docs/method.md §11 item 16); here an item is
 decoded and cropped when it is asked for, so a DataLoader with workers can prefetch while the adaptor works.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class StreamItem:
 
 def crop_item(root: Path, imgname: str, center: np.ndarray, scale: float, keypoints: np.ndarray,
               img_res: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Read the frame, crop the person box and normalise the keypoints (reference §2.6-2.7).
+    """Read the frame, crop the person box and normalise the keypoints (docs/method.md §2.3).
 
     Args:
         root: dataset root that `imgname` is relative to.

@@ -1,4 +1,4 @@
-"""Human3.6M-format source data: the base model's training set and the exemplar database (reference §5.3, §4.9).
+"""Human3.6M-format source data: the base model's training set and the exemplar database (docs/method.md §8.4, §6).
 
 The same code reads real Human3.6M (`process_data.py --dataset h36m`) and the synthetic source domain: an npz (or the
 original's joblib dict) with, per frame, `imgname` (relative to the H36M root), `center (2,)` and `scale` (box side
@@ -49,7 +49,7 @@ _MEAN = np.asarray(IMG_NORM_MEAN, dtype=np.float32)
 _STD = np.asarray(IMG_NORM_STD, dtype=np.float32)
 _REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 _HOW_TO_GET = ("write it with `python process_data.py --dataset h36m` (Human3.6M) or with the synthetic world "
-               "(datasets.synthetic); reference-dynaboa.md §5.3 lists its keys")
+               "(datasets.synthetic); docs/method.md §8.4 lists its keys")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,8 @@ def rotation_z(rot_deg: float) -> np.ndarray:
 def augment_keypoints(part: np.ndarray, center: np.ndarray, scale: float, res: int, aug: Augmentation) -> np.ndarray:
     """Full-image joints [24, 3] (x, y, visibility) -> normalised crop coordinates [24, 3] (invisible joints zero).
 
-    As the original (§2.7): integer crop pixel `transform(kp + 1)` then `2 x / res - 1`; flip after rotation.
+    As the original (docs/method.md §2.3): integer crop pixel `transform(kp + 1)` then `2 x / res - 1`; flip after
+    rotation.
     """
     assert part.shape == (24, 3), part.shape
     out = np.zeros((24, 3))

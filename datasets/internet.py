@@ -1,8 +1,8 @@
 """The internet-video stream from `<INTERNET_ROOT>/<video>_<k>.npz` (written by `process_data.py --dataset internet`).
 
-Files are read in sorted order (the original's glob order depended on the filesystem, reference §10 item 21), each
+Files are read in sorted order (the original's glob order depended on the filesystem, docs/method.md §11 item 15), each
 file is one person track, and keypoints are copied before they are transformed (the original transformed them in
-place, §10 item 7). There is no ground truth.
+place, docs/method.md §11 item 3). There is no ground truth.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The 3DPW test stream from `dataset_extras/3dpw_{seq}_{pid}.npz` (reference §5.1-5.2), real or synthetic.
+"""The 3DPW test stream from `dataset_extras/3dpw_{seq}_{pid}.npz` (docs/method.md §8.3), real or synthetic.
 
 Tracks are concatenated in the original's order (sequence index, then person id; the original's key
 `seq*10 + pid` is used as a tuple so ids of 10 or more still sort). Keypoints that drive adaptation:

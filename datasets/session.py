@@ -88,7 +88,7 @@ class RunConfig:
     threads: int = option("torch threads per process (0: torch's default, or cores / jobs with --jobs)", default=0)
 
 
-# the original's options that have no effect (reference §1.4); accepted so old command lines still run
+# the original's options that have no effect (docs/method.md §10); accepted so old command lines still run
 IGNORED_ORIGINAL_OPTIONS = ("--seq_seed", "--record_lowerlevel", "--mixtrain", "--save_res")
 
 
@@ -145,7 +145,7 @@ def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, n
     """What is kept of a frame (one row of results.npz): ids, SMPL parameters, cameras and the box.
 
     The full-image camera has focal `focal_length` (0: EasyMocap's 1.2 min(W, H)) at the image centre; its
-    translation comes from the crop camera as reference-related.md D.4 derives.
+    translation comes from the crop camera as docs/method.md §2.4 derives.
     """
     out = res.output
     rotmat = out.pred_rotmat[0].detach()

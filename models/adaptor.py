@@ -1,4 +1,4 @@
-"""DynaBOA online adaptation (reference-dynaboa.md §4), with no file I/O and no printing.
+"""DynaBOA online adaptation (docs/method.md §3-7), with no file I/O and no printing.
 
 One `Adaptor` serves every entry point (the 3DPW benchmark, internet videos, the webcam). Per frame `step(frame)`:
 
@@ -17,7 +17,7 @@ One `Adaptor` serves every entry point (the 3DPW benchmark, internet videos, the
 
 Passes per frame (DynaBOA defaults, k dynamic steps): forwards 4 + 3k (teacher B=1, lower B=2, upper B=3, check B=1;
 each dynamic step: teacher B=1, upper B=3, check B=1), backwards 2 + k. The original needs at least 9 forwards and
-2 backwards for the bilevel part alone, with 2 full-resolution image reads (reference §8). The `fast` preset (one
+2 backwards for the bilevel part alone, with 2 full-resolution image reads (docs/method.md §12). The `fast` preset (one
 level at theta with the frame and teacher losses, no probe, no dynamic steps) needs 3 forwards (teacher, step, check;
 all B=1) and 1 backward that stops at the last ResNet stage.
 
@@ -26,8 +26,8 @@ Only parameters with `requires_grad` are adapted: Adam, the probe and the teache
 per-tensor loop is several times slower on CPU) and the EMA one `_foreach_lerp_`.
 
 Motion history is a ring buffer of the last `interval` frames of the current track, reset whenever the track changes
-(the original keeps every frame forever and pairs frames across tracks, §10 items 11-12). The motion loss is active
-from the track's frame `interval` on (the original starts one frame later, §10 item 14).
+(the original keeps every frame forever and pairs frames across tracks, docs/method.md §11 items 6-7). The motion
+loss is active from the track's frame `interval` on (the original starts one frame later, docs/method.md §11 item 9).
 """
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ class Adaptor:
             teacher_out, key = self._teacher_forward(frame, passes)
             if cfg.use_boa:
                 before = self._bilevel(frame, teacher_out, key, passes, logs)
-            else:  # one level at theta (§4.13; the `fast` preset adds the teacher loss to it)
+            else:  # one level at theta (docs/method.md §3; the `fast` preset adds the teacher loss to it)
                 loss, before = self._level_loss(frame, self.params, key, teacher_out, "lower", passes, logs)
                 self._apply(loss, passes)
             check = self._check_forward(frame, passes)
@@ -448,8 +448,8 @@ class Adaptor:
             self._update_teacher()
 
     def _update_teacher(self) -> None:
-        """teacher = alpha * teacher + (1 - alpha) * student on the adapted parameters, after every Adam step (§4.7);
-        the others are equal in both and stay so."""
+        """teacher = alpha * teacher + (1 - alpha) * student on the adapted parameters, after every Adam step
+        (docs/method.md §5); the others are equal in both and stay so."""
         if self.teacher is None:
             return
         with torch.no_grad():

@@ -2,7 +2,7 @@
 
 A ResNet backbone in which every norm is `GroupNorm(4, C)` (batch size 1 during online adaptation), followed by
 the 3-iteration error-feedback regressor of SPIN. Parameter names and shapes equal the original's, so the released
-`basemodel.pt` loads strictly (reference-dynaboa.md §2.1-§2.5). Features the algorithm uses are returned by name:
+`basemodel.pt` loads strictly (docs/method.md §2.1-2.2). Features the algorithm uses are returned by name:
 `"xf"` (retrieval) and `"fc1_iter3"` (the dynamic stop rule).
 """
 from __future__ import annotations
@@ -156,7 +156,7 @@ def rotmat_smpl_params(rotmat: torch.Tensor, betas: torch.Tensor) -> dict[str, t
 
 
 class HMR(nn.Module):
-    """GroupNorm ResNet + iterative error-feedback SMPL regressor (reference §2.1).
+    """GroupNorm ResNet + iterative error-feedback SMPL regressor (docs/method.md §2.1).
 
     Args:
         backbone: one of `BACKBONES`.
@@ -193,7 +193,7 @@ class HMR(nn.Module):
         self.register_buffer("init_cam", torch.as_tensor(mean["cam"], dtype=torch.float32).view(1, CAM_DIM))
 
     def _init_weights(self) -> None:
-        """He-normal convs, GN weight 1 / bias 0, xavier gain 0.01 on the decoders (reference §2.1)."""
+        """He-normal convs, GN weight 1 / bias 0, xavier gain 0.01 on the decoders (docs/method.md §2.1)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels

@@ -1,4 +1,4 @@
-"""Loss terms of DynaBOA as pure functions (reference-dynaboa.md §4.2).
+"""Loss terms of DynaBOA as pure functions (docs/method.md §4).
 
 Every function takes tensors and weights explicitly and reads no global options. "MSE" is `F.mse_loss`, the mean
 over all elements, as the original. Keypoints are normalised crop coordinates in [-1, 1] with a confidence column.
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from utils.constants import GT_SLICE
 from utils.geometry import batch_rodrigues
 
-# the hip pair of the 24-joint GT block used to centre 3D joints (R hip, L hip; reference §3.4)
+# the hip pair of the 24-joint GT block used to centre 3D joints (R hip, L hip; docs/method.md §2.6)
 _HIP_IDS = (2, 3)
 
 
@@ -34,8 +34,8 @@ def keypoint_2d_loss(pred_kp: torch.Tensor, gt_kp: torch.Tensor) -> torch.Tensor
 def keypoint_3d_loss(pred_j3d: torch.Tensor, gt_j3d: torch.Tensor, conf: torch.Tensor | None = None) -> torch.Tensor:
     """Hip-centred, confidence-weighted squared 3D error on the 24-joint GT block.
 
-    The original masks the 3D loss with the exemplar's 2D confidences (§10 item 16); here the mask is the 3D
-    confidence column of `gt_j3d` unless `conf` is given explicitly.
+    The original masks the 3D loss with the exemplar's 2D confidences (docs/method.md §11 item 10); here the mask is
+    the 3D confidence column of `gt_j3d` unless `conf` is given explicitly.
 
     Args:
         pred_j3d: [B, 24, 3] metres.
@@ -115,7 +115,7 @@ def camera_regulariser(pred_cam: torch.Tensor) -> torch.Tensor:
 def motion_loss(
     pred_t: torch.Tensor, pred_h: torch.Tensor, gt_t: torch.Tensor, gt_h: torch.Tensor
 ) -> torch.Tensor:
-    """2D motion loss between frame t and its history frame h = t - interval (§4.2).
+    """2D motion loss between frame t and its history frame h = t - interval (docs/method.md §4).
 
     The predicted displacement must match the observed one on joints confident in both frames.
 
@@ -143,7 +143,7 @@ def teacher_loss(
     betas_teacher: torch.Tensor,
     weights: tuple[float, float, float, float] = (5.0, 5.0, 1.0, 0.001),
 ) -> torch.Tensor:
-    """Mean-teacher consistency over all 49 joints, without root alignment (§4.2).
+    """Mean-teacher consistency over all 49 joints, without root alignment (docs/method.md §4).
 
     `5 MSE(2D) + 5 MSE(3D) + 1 MSE(R) + 0.001 MSE(beta)`; the teacher's tensors are detached here so that no
     gradient can reach the teacher whatever the caller passes.
@@ -162,6 +162,6 @@ def teacher_loss(
 
 
 def feature_cosine_change(before: torch.Tensor, after: torch.Tensor) -> float:
-    """1 - cosine similarity of two flattened features (the dynamic-step rule, §4.6), as a Python float."""
+    """1 - cosine similarity of two flattened features (the dynamic-step rule of docs/method.md §7), as a float."""
     cos = F.cosine_similarity(before.flatten()[None], after.flatten()[None], dim=1, eps=1e-12)
     return float(1.0 - cos)

@@ -1,6 +1,6 @@
 """Pose and shape priors: SMPLify's 8-Gaussian pose prior (`gmm_08.pkl`) and the betas L2 prior.
 
-The pose prior is SMPLify-X's `MaxMixturePrior.merged_log_likelihood` (reference-dynaboa.md §4.2): for an
+The pose prior is SMPLify-X's `MaxMixturePrior.merged_log_likelihood` (docs/method.md §4): for an
 axis-angle body pose x (joints 1..23, D = 69 numbers) and components k = 1..K,
 
     nll(x) = min_k [ 0.5 (x - mu_k)^T Sigma_k^-1 (x - mu_k) - log( w_k / ((2 pi)^(D/2) sqrt|Sigma_k| / s_min) ) ],
@@ -12,7 +12,7 @@ The log term is computed in log space (the 69-D determinants under- or overflow 
 
 so nll(x) = min_k [0.5 q_k(x) + c_k]. Dividing by s_min shifts every component by the same constant and does not
 change the arg-min; it keeps the numbers the original used. The file is read without importing the original's
-`utils.smplify` package (reference §10 item 9) and with a clear error for CRLF line endings (issue #39).
+`utils.smplify` package (docs/method.md §11 item 5) and with a clear error for CRLF line endings (issue #39).
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ class MaxMixturePrior(nn.Module):
 
 
 def pose_prior_loss(prior: MaxMixturePrior, pred_rotmat: torch.Tensor) -> torch.Tensor:
-    """GMM prior on the body pose, averaged over the batch (reference §4.2, `cal_pose_prior`).
+    """GMM prior on the body pose, averaged over the batch (docs/method.md §4, `cal_pose_prior`).
 
     Args:
         prior: a 69-D `MaxMixturePrior`.

@@ -1,4 +1,4 @@
-"""SMPL giving the 49 joints of the SPIN / DynaBOA convention (reference §3.1, §3.2).
+"""SMPL giving the 49 joints of the SPIN / DynaBOA convention (docs/method.md §2.5).
 
 `SMPL` wraps `smplx.SMPL`, built from arrays read by `load_smpl_model_data`, which reads the official `.pkl` files
 without chumpy (their chumpy objects are unpickled into a stub), plain-numpy `.pkl` files (such as the procedural

@@ -1,4 +1,4 @@
-"""Index maps of utils.constants checked against their names (reference §1.3, §3.2)."""
+"""Index maps of utils.constants checked against their names (docs/method.md §2.5)."""
 from __future__ import annotations
 
 from utils import constants as C

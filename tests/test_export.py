@@ -1,5 +1,5 @@
 """Exports of a run (utils/export.py) from a fake results.npz: VIBE-style npz, EasyMocap and instant-nvr conversions
-(reference-related.md D.4), overlay video, OBJ."""
+(docs/method.md §2.4), overlay video, OBJ."""
 from __future__ import annotations
 
 import json

@@ -23,7 +23,7 @@ RES = 64  # small crops keep the CPU tests fast; the network pools the whole fin
 
 
 def expected_resnet50_keys() -> dict[str, tuple[int, ...]]:
-    """Keys and shapes of the original state dict, written out from the description in reference §2.3."""
+    """Keys and shapes of the original state dict, written out from the description in docs/method.md §8.2."""
     keys: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7), "bn1.weight": (64,), "bn1.bias": (64,)}
     inplanes = 64
     for layer, (planes, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=1):

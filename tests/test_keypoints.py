@@ -24,7 +24,7 @@ from utils.keypoints import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-ORIGINAL_COCO_PERM = [44, 45, 46, 47, 48, 34, 33, 35, 32, 36, 31, 28, 27, 29, 26, 30, 25]  # reference §5.4
+ORIGINAL_COCO_PERM = [44, 45, 46, 47, 48, 34, 33, 35, 32, 36, 31, 28, 27, 29, 26, 30, 25]  # docs/method.md §8.5
 
 
 def _indexed(layout: str, batch: int = 2) -> np.ndarray:

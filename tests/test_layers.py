@@ -1,4 +1,4 @@
-"""The project imports only downwards: config -> utils -> models -> datasets -> programs (docs/method.md §10).
+"""The project imports only downwards: config -> utils -> models -> datasets -> programs.
 
 Every project module's imports are read with `ast` (also those inside functions); a module may import from its own
 layer or a lower one, and a program (a top-level script) imports no other program.

@@ -52,7 +52,7 @@ def test_49_joints_come_from_the_right_sources(smpl: SMPL, body_root: Path) -> N
     landmarks = ["nose", "reye", "leye", "rear", "lear", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe",
                  "RHeel", "lthumb", "lindex", "lmiddle", "lring", "lpinky", "rthumb", "rindex", "rmiddle", "rring",
                  "rpinky"]
-    sources = torch.cat((out.smpl_joints[0], v[[VIDS[k] for k in landmarks]], extra))  # the 54 of reference §3.1
+    sources = torch.cat((out.smpl_joints[0], v[[VIDS[k] for k in landmarks]], extra))  # the 54 of docs/method.md §2.5
     assert torch.allclose(out.joints[0], sources[SMPL_TO_J49], atol=1e-6)
     j = out.joints[0]
     assert torch.equal(j[JOINT_IDS["OP Nose"]], v[VIDS["nose"]]) and torch.equal(j[JOINT_IDS["Nose"]], j[0])

@@ -1,7 +1,7 @@
 """Constants of the SPIN / DynaBOA conventions.
 
 Values follow the original `constants.py` (identical to SPIN's); see
-`../shared/docs/reference-dynaboa.md` §1.3 and §3.2. Index maps are plain lists so that they can index numpy
+`docs/method.md` §2.5 and §2.5. Index maps are plain lists so that they can index numpy
 arrays and torch tensors alike.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ OP_SLICE = slice(0, 25)  # OpenPose block of the 49 joints
 GT_SLICE = slice(25, 49)  # 24 GT joints (the block the 3DPW / H36M losses use)
 
 # Source of each of the 49 joints in the 54 joints [24 SMPL kinematic | 21 smplx vertex joints | 9 J_regressor_extra]
-# (reference §3.2). smplx vertex joints: 24 nose, 25 reye, 26 leye, 27 rear, 28 lear, 29-34 LBigToe, LSmallToe,
+# (docs/method.md §2.5). smplx vertex joints: 24 nose, 25 reye, 26 leye, 27 rear, 28 lear, 29-34 LBigToe, LSmallToe,
 # LHeel, RBigToe, RSmallToe, RHeel. Extra regressor rows: 45 R hip, 46 L hip, 47 LSP neck, 48 head top,
 # 49 MPII pelvis, 50 thorax, 51 H36M spine, 52 jaw, 53 H36M head.
 SMPL_TO_J49 = [
@@ -67,7 +67,7 @@ J49_FLIP_PERM = [0, 1, 5, 6, 7, 2, 3, 4, 8, 12, 13, 14, 9, 10, 11, 16, 15, 18, 1
     25 + i for i in J24_FLIP_PERM
 ]
 
-# --- 3DPW test sequences in the fixed order of the original preprocessing (reference §5.2) --------------------------
+# --- 3DPW test sequences in the fixed order of the original preprocessing (docs/method.md §8.3) ---------------------
 PW3D_TEST_SEQUENCES = [
     "downtown_runForBus_00", "downtown_rampAndStairs_00", "flat_packBags_00", "downtown_runForBus_01",
     "office_phoneCall_00", "downtown_windowShopping_00", "downtown_walkUphill_00", "downtown_sitOnStairs_00",

@@ -1,4 +1,4 @@
-"""The 3DPW evaluation protocol of reference-dynaboa.md §6, per frame.
+"""The 3DPW evaluation protocol of docs/method.md §9, per frame.
 
 MPJPE and PA-MPJPE compare 14 LSP joints regressed with `J_regressor_h36m` from the predicted (neutral) mesh and the
 ground-truth mesh of the person's gender; PVE compares the predicted mesh with a NEUTRAL ground-truth mesh of the same

@@ -8,7 +8,7 @@ with the predicted meshes rendered by the full-image camera, at the source frame
 `intri.yml`, `extri.yml`), `instant-nvr/person_<k>/` (`params/`, `vertices/`, `annots.npy`, `images/` link) and with
 `--obj` `obj/person_<k>/%06d.obj`. Per-frame files are named after the frame image (`000001` = the video's first
 frame, as vid2img names frames). `docs/exports.md` gives every key, shape, unit and coordinate frame; the
-EasyMocap / instant-nvr conversion is reference-related.md D.4, with one shape per person (the mean of its betas).
+EasyMocap / instant-nvr conversion is docs/method.md §2.4, with one shape per person (the mean of its betas).
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def project_full(points: np.ndarray, cam_t_full: np.ndarray, focal: np.ndarray, 
 
 def easymocap_params(rotmat: np.ndarray, cam_t_full: np.ndarray, pelvis: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SMPL root + full-image translation -> EasyMocap's (Rh, Th, poses) (reference-related.md D.4 step 3).
+    """SMPL root + full-image translation -> EasyMocap's (Rh, Th, poses) (docs/method.md §2.4).
 
     EasyMocap poses the body as `R(Rh) v_local + Th` with v_local the zero-root SMPL; the standard body is
     `R(go) (v_local - J0) + J0 + t`, so `Rh = go` and `Th = t + J0 - R(go) J0`.

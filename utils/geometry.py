@@ -1,7 +1,7 @@
 """Rotation and camera geometry in the SPIN / DynaBOA conventions.
 
 Shapes are given as `[B, ...]`; all functions are batched and differentiable. References are to
-`../shared/docs/reference-dynaboa.md` (§2.5 6-D decoding, §2.8 camera) and `reference-related.md` D.4.
+`docs/method.md` (§2.2 6-D decoding, §2.4 camera).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from utils.constants import FOCAL_LENGTH, IMG_RES
 
 
 def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
-    """Decode the 6-D rotation representation exactly as the original (reference §2.5).
+    """Decode the 6-D rotation representation exactly as the original (docs/method.md §2.2).
 
     The six numbers of a joint are read as a row-major 3x2 matrix `[a1x, a2x, a1y, a2y, a1z, a2z]`; the columns
     a1, a2 are Gram-Schmidt orthonormalised into b1, b2, and b3 = b1 x b2. Any other reading decodes the released
@@ -154,7 +154,7 @@ def perspective_projection(
 def weak_cam_to_translation(
     cam: torch.Tensor, focal_length: float = FOCAL_LENGTH, img_res: int = IMG_RES
 ) -> torch.Tensor:
-    """Weak-perspective crop camera (s, tx, ty) to the perspective translation of reference §2.8.
+    """Weak-perspective crop camera (s, tx, ty) to the perspective translation of docs/method.md §2.4.
 
     `t = [tx, ty, 2 f / (img_res * s + 1e-9)]`.
 
@@ -190,7 +190,7 @@ def crop_cam_to_full_cam(
     img_h: torch.Tensor | float,
     focal_length: torch.Tensor | float,
 ) -> torch.Tensor:
-    """Full-image perspective translation from the crop camera (reference-related.md D.4, step 2).
+    """Full-image perspective translation from the crop camera (docs/method.md §2.4).
 
     `t = [tx + 2 (cx - W/2) / (s b), ty + 2 (cy - H/2) / (s b), 2 f / (s b)]` for a camera of focal f at the image
     centre. The small off-axis rotation of an off-centre box is ignored (as CLIFF-style conversions do).

@@ -1,7 +1,7 @@
 """Box, crop and keypoint transforms in the SPIN / DynaBOA conventions (OpenCV only).
 
 A person box is a `center` (cx, cy) in full-image pixels and a `scale` with square side `h = 200 * scale` pixels.
-`get_transform`/`transform`/`crop` follow the original exactly (reference-dynaboa.md §2.6, §2.7, §10 item 18):
+`get_transform`/`transform`/`crop` follow the original exactly (docs/method.md §2.3, §11 item 12):
 points go through `t @ [x - 1, y - 1, 1]` and are truncated toward zero (`astype(int) + 1`), and the crop takes the
 integer-cornered box with zero padding outside the image. The resize matches scikit-image's
 `resize(order=1, anti_aliasing=True)` (Gaussian prefilter, then bilinear with half-pixel centres); the measured
@@ -165,7 +165,7 @@ def crop(
     res: int | Sequence[int] = (IMG_RES, IMG_RES),
     rot: float = 0,
 ) -> np.ndarray:
-    """Crop the box and resize it, as the original's `crop` (reference §2.6).
+    """Crop the box and resize it, as the original's `crop` (docs/method.md §2.3).
 
     The box corners are the integer pixels `transform([1, 1], invert)` and `transform([res+1, res+1], invert)`;
     the part outside the image is zero. With `rot` the box is enlarged, rotated about its centre with bilinear
@@ -248,7 +248,7 @@ def denormalize_image(t: torch.Tensor) -> np.ndarray:
 
 
 def normalize_keypoints(kp: np.ndarray, center: Sequence[float], scale: float, res: int = IMG_RES) -> np.ndarray:
-    """Full-image keypoints to normalised crop coordinates, as the original's `j2d_processing` (reference §2.7).
+    """Full-image keypoints to normalised crop coordinates, as the original's `j2d_processing` (docs/method.md §2.3).
 
     Each joint goes to its integer crop pixel `transform(kp + 1)` and then to `2 x / res - 1` (about [-1, 1]).
     Columns after the first two (the confidence) are kept. The input is not modified.

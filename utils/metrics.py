@@ -1,4 +1,4 @@
-"""Pose and mesh errors, and the 3DPW evaluation protocol of DynaBOA (reference-dynaboa.md §6).
+"""Pose and mesh errors, and the 3DPW evaluation protocol of DynaBOA (docs/method.md §9).
 
 Every function takes torch tensors or numpy arrays ([B, N, 3], batch first, never guessed from the shape) and
 returns the same kind. Errors are in the units of the input; `evaluate_batch` converts metres to millimetres.
@@ -44,7 +44,7 @@ def mpjpe(pred: Array, gt: Array) -> Array:
 
 
 def pve(pred_verts: Array, gt_verts: Array) -> Array:
-    """Per-vertex error, without any alignment (reference §6).
+    """Per-vertex error, without any alignment (docs/method.md §9).
 
     Args:
         pred_verts: [B, V, 3].
@@ -125,7 +125,7 @@ def evaluate_batch(
     gt_vertices_neutral: Array,
     j_regressor_h36m: Array,
 ) -> dict[str, np.ndarray]:
-    """Per-frame 3DPW errors exactly as DynaBOA's `inference` (reference §6).
+    """Per-frame 3DPW errors exactly as DynaBOA's `inference` (docs/method.md §9).
 
     Joints are the 14 LSP joints of the H36M regressor (`H36M_TO_J14`) minus the H36M pelvis (joint 0); MPJPE and
     PA-MPJPE compare with the gendered ground-truth mesh, PVE compares the raw meshes with the *neutral*

@@ -3,7 +3,7 @@
 Create a `Renderer` once and reuse it: every call renders in the same GL context, resizing the framebuffer when a
 frame of another size comes. `render` takes an OpenCV pinhole camera (K, cam_from_world with x right, y down,
 z forward; pixel centres at integer coordinates) and returns colour, depth and a per-pixel mesh label;
-`render_weak_perspective` overlays a mesh on an image as the original DynaBOA/VIBE renderer does (reference §2.8).
+`render_weak_perspective` overlays a mesh on an image as the original DynaBOA/VIBE renderer does (docs/method.md §2.4).
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ class Renderer:
         image: np.ndarray,
         color: Sequence[int] = DEFAULT_COLOR,
     ) -> np.ndarray:
-        """Overlay a mesh on an image with the original's weak-perspective renderer (reference §2.8).
+        """Overlay a mesh on an image with the original's weak-perspective renderer (docs/method.md §2.4).
 
         The mesh is rotated 180 degrees about x and projected orthographically: a model point X lands at
         normalised image coordinates (sx (X + tx), sy (Y + ty)) in [-1, 1] (y down), i.e. where

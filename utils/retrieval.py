@@ -1,4 +1,4 @@
-"""The source-exemplar retrieval database: builder, pre-cropped exemplar cache and `ExemplarBank` (reference §4.9).
+"""The source-exemplar retrieval database: builder, pre-cropped exemplar cache and `ExemplarBank` (docs/method.md §6).
 
     python -m utils.retrieval --data-root data/synthetic --model runs/base18/basemodel.pt --k 10
     python -m utils.retrieval --data-root data --cache-only --img-res 224   # the original's database file + H36M
@@ -13,7 +13,8 @@ writes, with joblib, the three files of the original release under `<data root>/
 
 Next to them, the exemplar cache: `exemplar_cache_<res>.npy`, uint8 crops [N, res, res, 3] (memory-mapped when
 read), and `exemplar_cache_<res>.npz` with the labels (`keypoints` [N, 49, 3] normalised, zeros in the OpenPose block;
-`pose`, `betas`, `S`). Retrieval then decodes no full-resolution frame (the original read one per call, §10 item 22).
+`pose`, `betas`, `S`). Retrieval then decodes no full-resolution frame (the original read one per call,
+docs/method.md §11 item 16).
 `--cache-only` builds the cache alone from an existing `DATABASE_FILE` (e.g. the original's) and the H36M frames.
 """
 from __future__ import annotations

@@ -12,13 +12,13 @@ Reads, for each subject `S*` under the root:
   row per 5 video frames (10 fps); files whose action starts with `_ALL` are skipped.
 
 Writes every `step`-th frame to `<root>/images/<S>_<Action>.<camera>_%06d.jpg` (frame number from 1, spaces in the
-action replaced by `_`, frames already there are not decoded again) and one npz (reference §5.3, BOA's
+action replaced by `_`, frames already there are not decoded again) and one npz (docs/method.md §8.4, BOA's
 `h36m_train.npz` keys) with, per kept frame: `imgname` (`images/...`, relative to the root), `center` (2,) and
 `scale` (SPIN box of the 17 projected joints, scale = factor * side / 200), `part` (24, 3) pixels + visibility,
 `S` (24, 4) metres, root-centred at the pelvis, + visibility, `pose` (72,) and `shape` (10,) from MoSh (zero where
 there is no fit) and `has_smpl` (1 with a fit, else 0).
 
-Joint placement (reference §10 item 28): the 17 H36M joints go into the 24 GT slots of `utils.constants` as SPIN's
+Joint placement (docs/method.md §11 item 19): the 17 H36M joints go into the 24 GT slots of `utils.constants` as SPIN's
 `h36m_extract` and evaluation do, so raw joint 14 (H36M "Head", at the neck/nose level) fills `Jaw (H36M)` and raw
 joint 15 (the head-top site) fills `Head (H36M)`: the points the `J_regressor_extra` rows of those names regress.
 BOA's training writer put them into `Head (H36M)` and `Top of Head (LSP)` instead. Raw joints 11 and 24 are the

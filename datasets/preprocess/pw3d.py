@@ -1,4 +1,4 @@
-"""3DPW raw sequences -> `dataset_extras/3dpw_{seqidx}_{pid}.npz` (the "#PS" protocol of reference §5.1).
+"""3DPW raw sequences -> `dataset_extras/3dpw_{seqidx}_{pid}.npz` (the "#PS" protocol of docs/method.md §8.3).
 
     python process_data.py --dataset 3dpw                                   # $DYNABOA_DATA/3dpw, split test
     DYNABOA_DATA=data/synthetic python process_data.py --dataset 3dpw --scale-factor 1.2

@@ -222,7 +222,7 @@ def shape_directions(verts, vertex_part, centres, parts: Sequence[Part]) -> np.n
 
 
 def regressor_targets(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Target points [9, 3] of J_regressor_extra and [17, 3] of J_regressor_h36m (reference §3.3 orders)."""
+    """Target points [9, 3] of J_regressor_extra and [17, 3] of J_regressor_h36m (docs/method.md §2.5 orders)."""
     j = joints
     hip_l, hip_r = j[1] + (0.015, -0.03, -0.005), j[2] + (-0.015, -0.03, -0.005)
     extra = [hip_r, hip_l, (0, 0.255, -0.01), (0, 0.52, 0.015), (0, -0.26, 0.015), (0, 0.24, 0.0), (0, 0.02, 0.02),

@@ -3,7 +3,7 @@
 The licensed SMPL model cannot be shipped, so the synthetic world uses this stand-in. It has SMPL's counts (6,890
 vertices, 13,776 faces), kinematic tree and template placement (a ~1.7 m T-pose, Y up, facing +Z, left = +X, pelvis
 near (0, -0.22, 0)), and the vertices smplx reads as nose, eyes, ears, toes, heels and fingertips sit at SMPL's
-indices on the right body parts, so all 49 joints of reference §3.2 mean what their names say.
+indices on the right body parts, so all 49 joints of docs/method.md §2.5 mean what their names say.
 
 Construction: 28 convex-ish tubes (torso, neck, head, nose, ears, upper/lower arms, palms, fingers, thighs, shins,
 feet) are each a closed, outward-oriented surface; each child is joined to its parent by removing one triangle from

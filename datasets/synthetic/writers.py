@@ -1,4 +1,4 @@
-"""File writers of the synthetic world, in the real datasets' formats (reference-dynaboa.md §5.1, §5.3).
+"""File writers of the synthetic world, in the real datasets' formats (docs/method.md §8.3, §8.4).
 
 - Human3.6M training data as SPIN/BOA's `h36m_train.npz`: `imgname` (relative to the H36M root), `center`,
   `scale`, `part` [24, 3], `S` [24, 4], `pose` [72], `shape` [10], and `has_smpl` as this project's Human3.6M
