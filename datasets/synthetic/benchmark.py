@@ -64,6 +64,7 @@ class Plan:
     window: int = 300  # frames per window of the learning curves
     figure: str | None = None  # also write the curves here (relative to the repository)
     overlay: bool = False  # overlay video of the first DynaBOA run
+    source: str | None = None  # take the source domain and body model from this world (seed 0) instead
 
 
 def load_plan(name_or_path: str) -> Plan:
@@ -101,9 +102,28 @@ def install_assets(root: Path, assets: Path | None = None) -> None:
             shutil.copy2(src, dst)
 
 
+SHARED_SOURCE = ("h36m", "smpl", "J_regressor_extra.npy", "J_regressor_h36m.npy", "retrieval_res")
+
+
+def link_source(root: Path, source: Path) -> None:
+    """Link the source domain (Human3.6M-like images and parts, the retrieval database) and the body model of the
+    world in `source` into `root`, so that only `root`'s target is generated with its own seed: the base model's
+    training domain and SMPL stay what they are, as they would for a real new target."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in SHARED_SOURCE:
+        link = root / name
+        if not link.exists() and (source / name).exists():
+            link.symlink_to((source / name).resolve(), target_is_directory=(source / name).is_dir())
+
+
 def ensure_world(plan: Plan, root: Path, jobs: int) -> None:
     from datasets.synthetic.generate import generate_world
 
+    if plan.source:
+        source = REPO_ROOT / plan.source
+        generate_world(source, plan.world, seed=0, jobs=jobs)
+        install_assets(source)
+        link_source(root, source)
     generate_world(root, plan.world, seed=plan.seed, jobs=jobs)
     install_assets(root)
 
