@@ -86,7 +86,8 @@ def load_plan(name_or_path: str) -> Plan:
 
 
 def run_name(method: str, protocol: str) -> str:
-    return f"{method}_{PROTOCOLS[protocol]}".replace(" ", "_").replace(",", "")
+    name = "".join(c for c in method if c not in "(),")
+    return f"{name}_{PROTOCOLS[protocol]}".replace(" ", "_")
 
 
 def install_assets(root: Path, assets: Path | None = None) -> None:
