@@ -138,3 +138,19 @@ def test_unreadable_frame_is_skipped_by_detection(tmp_path: Path, caplog: pytest
         data = detect_frame_dir(tmp_path)
     assert [f.image for f in data.frames] == ["000001.png", "000003.png"]
     assert "000002.png: skipped" in caplog.text
+
+
+@pytest.mark.slow
+def test_webcam_program_runs_on_builtin_assets_with_provenance(tmp_path: Path) -> None:
+    if (REPO / "data" / "basemodel.pt").exists():
+        pytest.skip("licensed files in data/: the built-in assets are not used")
+    clip = write_noise_video(tmp_path / "clip.avi", frames=2)
+    env = {k: v for k, v in os.environ.items() if k != "DYNABOA_DATA"}
+    env.update(DYNABOA_BUILTIN_ROOT=str(tmp_path / "builtin"), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(REPO / "dynaboa_webcam.py"), "--capture-mode", "video", "--video",
+                           str(clip), "--no-display", "--save-video", str(tmp_path / "out.mp4"), "--device", "cpu"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("no licensed model files found") == 1
+    prov = json.loads((tmp_path / "out.mp4.provenance.json").read_text())
+    assert prov["synthetic_only"] is True and "too large and stiff" in prov["note"]
