@@ -274,6 +274,13 @@ class AdaptConfig:
     probe: str = option("lower-level step: sgd (the paper: fastlr x gradient, so its size follows the gradient's "
                         "scale) or adam (fastlr x the gradient preconditioned by the upper optimizer's second "
                         "moment: about fastlr per weight whatever the network)", default="sgd", choices=("sgd", "adam"))
+    anchor_rate: float = option("soft reset: after every frame the adapted weights move this fraction of the way back "
+                                "to the base model's (0 = off; models/robust.py)", default=0.0)
+    outlier_gate: float = option("a keypoint further than this from the teacher's projection of its joint (normalised "
+                                 "crop units; the crop spans [-1, 1]) gets confidence 0 for the frame (0 = off)",
+                                 default=0.0)
+    track_shape_weight: float = option("weight of a loss pulling the betas toward the running mean of the person "
+                                       "track's predicted betas: one body shape per person (0 = off)", default=0.0)
     fixed_steps: int = option("extra single-level steps on every frame, without the dynamic rule (0 = none); gives "
                               "plain fine-tuning as many updates per frame as DynaBOA takes", default=0)
 

@@ -43,7 +43,7 @@ from typing import Any, Callable, ContextManager, Hashable, Protocol
 import torch
 
 from config import AdaptConfig
-from models import losses
+from models import losses, robust
 from models.hmr import HMR, HMROutput
 from models.meta import NonFiniteGradientError, all_finite, inner_step
 from models.prior import pose_prior_loss, shape_prior_loss
@@ -120,6 +120,7 @@ class StepResult:
     skipped_reason: str | None = None
     losses: dict[str, float] = field(default_factory=dict)
     feature_changes: list[float] = field(default_factory=list)  # the dynamic rule's 1 - cos at each check
+    gated_joints: int = 0  # keypoints gated as outliers (`outlier_gate`)
     passes: dict[str, int] = field(default_factory=lambda: {"forward": 0, "backward": 0})
     profile: dict[str, float] | None = None
 
@@ -197,6 +198,8 @@ class Adaptor:
             self._ema = ([teacher_params[n] for n in self.params], list(self.params.values()))
         self.history: collections.deque[Frame] = collections.deque(maxlen=max(self.cfg.interval, 1))
         self.track_id: Hashable | None = None
+        self._base = [self._initial_state[n] for n in self.params]  # the soft reset's target
+        self.shapes = robust.TrackShape()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume the stream: weights, optimiser, teacher, history."""
@@ -206,6 +209,7 @@ class Adaptor:
             "teacher": self.teacher.state_dict() if self.teacher is not None else None,
             "history": [dataclasses.astuple(f) for f in self.history],
             "track_id": self.track_id,
+            "track_shapes": self.shapes.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -216,6 +220,8 @@ class Adaptor:
         self.history.clear()
         self.history.extend(Frame(*f) for f in state["history"])
         self.track_id = state["track_id"]
+        if "track_shapes" in state:
+            self.shapes.load_state_dict(state["track_shapes"])
 
     # ----------------------------------------------------------------------------------------------------------
     def step(self, frame: Frame) -> StepResult:
@@ -244,6 +250,10 @@ class Adaptor:
         if result is None:
             reason = None if not self.cfg.adapt else "no usable keypoints"
             result = self._predict(frame, passes, updated=False, reason=reason)
+        if result.updated:
+            robust.anchor_toward_base(self.params.values(), self._base, self.cfg.anchor_rate)
+        if self.cfg.track_shape_weight > 0:
+            self.shapes.add(frame.track_id, result.output.pred_betas[:1])
         self.history.append(Frame(frame.image.detach(), torch.nan_to_num(frame.keypoints.detach()), frame.track_id))
         return result
 
@@ -257,6 +267,7 @@ class Adaptor:
         logs: dict[str, float] = {}
         with self._section("step"):
             teacher_out, key = self._teacher_forward(frame, passes)
+            frame, gated = self._gate(frame, teacher_out)
             if cfg.use_boa:
                 before = self._bilevel(frame, teacher_out, key, passes, logs)
             else:  # one level at theta (docs/method.md §3; the `fast` preset adds the teacher loss to it)
@@ -279,7 +290,17 @@ class Adaptor:
             change = losses.feature_cosine_change(before, check.features["fc1_iter3"])
         result = self._result(check, frame, passes, True, steps, reason, logs)
         result.feature_changes = changes + [change]
+        result.gated_joints = gated
         return result
+
+    def _gate(self, frame: Frame, teacher_out: HMROutput | None) -> tuple[Frame, int]:
+        """The frame with keypoints far from the teacher's projection gated (`outlier_gate`), and how many were."""
+        if self.cfg.outlier_gate <= 0 or teacher_out is None:
+            return frame, 0
+        with torch.no_grad():
+            reference = project_to_crop(self.smpl(**teacher_out.smpl_params()).joints, teacher_out.pred_cam)
+        keypoints, gated = robust.gate_outliers(frame.keypoints, reference, self.cfg.outlier_gate)
+        return Frame(frame.image, keypoints, frame.track_id), gated
 
     def _extra_step(self, frame: Frame, key: torch.Tensor | None, level: str, passes: dict[str, int],
                     logs: dict[str, float]) -> tuple[torch.Tensor, HMROutput]:
@@ -378,6 +399,9 @@ class Adaptor:
                  shape_prior_loss(out.pred_betas[:1])}
         if self.pose_prior is not None:
             terms["pose_prior"] = cfg.pose_prior_weight * pose_prior_loss(self.pose_prior, out.pred_rotmat[:1])
+        shape = self.shapes.target(frame.track_id) if cfg.track_shape_weight > 0 else None
+        if shape is not None:
+            terms["track_shape"] = cfg.track_shape_weight * robust.track_shape_loss(out.pred_betas[:1], shape)
         logs[f"{level}/kp2d"] = _scalar(l2d)
         return terms
 
