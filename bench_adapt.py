@@ -35,13 +35,13 @@ import torch  # noqa: E402
 
 from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
 from datasets.base import StreamItem, crop_item
+from datasets.checkpoint import resolve_device
+from datasets.retrieval import CLUSTER_FILE, ExemplarBank, cache_paths
 from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import BACKBONES, HMR
 from models.presets import PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
-from utils.checkpoint import resolve_device
-from utils.retrieval import CLUSTER_FILE, ExemplarBank, cache_paths
 
 EXEMPLARS, CLUSTERS = 256, 8  # size of the temporary exemplar cache
 FULL_FRAME = (1080, 1920)  # (H, W) of the JPEG whose reading and cropping is "data loading" (3DPW's frame size)
@@ -351,8 +351,8 @@ class SyntheticStream(torch.utils.data.Dataset):
 def stream_memory(cfg: BenchConfig) -> dict[str, float]:
     """The program's frame loop on `cfg.stream_frames` synthetic frames (paper schedule, results written as a run
     does); meant for a fresh process, so that the peak memory is the loop's own."""
+    from datasets.results import RunWriter
     from datasets.session import RunConfig, adapt_stream
-    from utils.results import RunWriter
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

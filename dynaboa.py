@@ -27,8 +27,8 @@ from typing import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
 
 from config import AdaptConfig, build_parser, config_from_namespace  # noqa: E402
+from datasets.runrecord import DiskFull, RunError, RunExists, is_disk_full, one_line, rerun_command  # noqa: E402
 from datasets.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session  # noqa: E402
-from utils.runrecord import DiskFull, RunError, RunExists, is_disk_full, one_line, rerun_command  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfig]:

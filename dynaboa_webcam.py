@@ -35,15 +35,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
+from datasets.checkpoint import resolve_device, seed_everything, write_json
+from datasets.detector import DetectorConfig, PoseDetector, largest_person
+from datasets.export import draw_keypoints, overlay_people
+from datasets.runrecord import provenance
 from datasets.session import build_adaptor
 from models.adaptor import Adaptor, Frame
-from utils.checkpoint import resolve_device, seed_everything, write_json
-from utils.detector import DetectorConfig, PoseDetector, largest_person
-from utils.export import draw_keypoints, overlay_people
 from utils.geometry import full_image_camera
 from utils.imutils import person_crop
 from utils.keypoints import binarize_confidence, keypoint_box, to_j49
-from utils.runrecord import provenance
 from utils.video import iter_video_frames, video_info
 
 logger = logging.getLogger("dynaboa_webcam")
@@ -383,8 +383,8 @@ def present(panels: list[np.ndarray], rate: float, sink: VideoSink | None, displ
 def main(argv: Sequence[str] | None = None) -> int:
     cfg, adapt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from utils.assets import check_assets, format_report, missing_required
-    from utils.builtin_assets import builtin_data_root, needs_builtin, warn_builtin
+    from datasets.assets import check_assets, format_report, missing_required
+    from datasets.builtin_assets import builtin_data_root, needs_builtin, warn_builtin
 
     if cfg.model_file is None and needs_builtin(cfg.data_root):  # a fresh clone: the synthetic-only demonstration
         cfg = dataclasses.replace(cfg, data_root=builtin_data_root())

@@ -12,7 +12,7 @@
 # are kept), --overwrite (delete the experiment OUT/NAME and start again); everything after `--` goes to dynaboa.py.
 # An existing experiment is never redone or deleted without --resume or --overwrite: the refusal prints both commands.
 # Without the licensed files (basemodel.pt, SMPL) and with no --data-root, the built-in synthetic assets are used
-# (data/builtin/, utils/builtin_assets.py): a demonstration only, as the warning says and config.json records.
+# (data/builtin/, datasets/builtin_assets.py): a demonstration only, as the warning says and config.json records.
 # Everything of a run lives in OUT/NAME/: input/ (INTERNET_ROOT: images/<video>/, <video>.json, <video>_<k>.npz),
 # the run (config.json, frames.csv, results.npz, metrics.json) and export/<video>/ (docs/exports.md).
 # Source-free adaptation (no Human3.6M) unless the retrieval files and the Human3.6M images are in the data root.
@@ -71,7 +71,7 @@ mkdir -p "$INTERNET_ROOT/images"
 # no licensed files and no data root chosen: the built-in synthetic assets, with one warning (also in config.json)
 if [ -z "${DYNABOA_DATA:-}" ] && ! "$PY" "$REPO/process_data.py" --check-assets --for internet --source-free \
     >/dev/null 2>&1; then
-  DYNABOA_DATA=$("$PY" -m utils.builtin_assets); export DYNABOA_DATA
+  DYNABOA_DATA=$("$PY" -m datasets.builtin_assets); export DYNABOA_DATA
 fi
 
 # Human3.6M co-training as the original when its files are there (the asset check passes), else source-free;
@@ -87,11 +87,11 @@ SETTINGS=(--dataset internet --expdir "$OUT" --expname "$NAME" "${MODE[@]}" --mo
 mapfile -t NAMES < <("$PY" "$REPO/vid2img.py" "${VIDEOS[@]}" --print-names)  # clip, clip-2: one folder per video
 for name in "${NAMES[@]}"; do
   [ -f "$INTERNET_ROOT/$name.json" ] || \
-    "$PY" -m utils.detector "$INTERNET_ROOT/images/$name" --out "$INTERNET_ROOT/$name.json" ${MULTI[@]+"${MULTI[@]}"}
+    "$PY" -m datasets.detector "$INTERNET_ROOT/images/$name" --out "$INTERNET_ROOT/$name.json" ${MULTI[@]+"${MULTI[@]}"}
 done
 if ! compgen -G "$INTERNET_ROOT/*_[0-9]*.npz" >/dev/null; then
   "$PY" "$REPO/process_data.py" --dataset internet --root "$INTERNET_ROOT" --format dynaboa --min-size "$MIN_SIZE"
 fi
 "$PY" "$REPO/dynaboa.py" "${SETTINGS[@]}" ${RESUME:+--resume}
-"$PY" -m utils.export "$RUN" --internet-root "$INTERNET_ROOT" ${EXPORT[@]+"${EXPORT[@]}"}
+"$PY" -m datasets.export "$RUN" --internet-root "$INTERNET_ROOT" ${EXPORT[@]+"${EXPORT[@]}"}
 echo "results: $RUN/results.npz; exports and overlay videos: $RUN/export/"

@@ -36,13 +36,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config import DataPaths, build_parser, config_from_namespace
-from datasets.h36m import AugmentSettings, H36MDataset, load_h36m_annotations
-from models import losses
-from models.hmr import (BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, rotmat_smpl_params,
-                        save_mean_params)
-from models.prior import fit_gmm_prior, save_gmm_prior
-from models.smpl import SMPL, build_smpl
-from utils.checkpoint import (
+from datasets.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
     METRICS_FILE,
@@ -55,6 +49,12 @@ from utils.checkpoint import (
     seed_everything,
     write_json,
 )
+from datasets.h36m import AugmentSettings, H36MDataset, load_h36m_annotations
+from models import losses
+from models.hmr import (BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, rotmat_smpl_params,
+                        save_mean_params)
+from models.prior import fit_gmm_prior, save_gmm_prior
+from models.smpl import SMPL, build_smpl
 from utils.constants import GT_SLICE, IMG_RES, J24_TO_J14
 from utils.geometry import batch_rodrigues, project_to_crop, rotmat_to_rot6d
 from utils.metrics import mpjpe, pa_mpjpe, rotation_error_deg

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from datasets.base import StreamItem, crop_item
-from utils.runrecord import RunError, one_line
+from datasets.runrecord import RunError, one_line
 
 FILE_PATTERN = re.compile(r"^(?P<video>.+)_(?P<track>\d+)\.npz$")
 

@@ -31,16 +31,16 @@ import torch
 
 from config import POSITIVE, AdaptConfig, DataPaths, config_to_dict, option
 from datasets.base import StreamItem, collate_single
+from datasets.checkpoint import input_size, resolve_device, seed_everything, write_json
+from datasets.results import FIELDS, RunWriter, savez_atomic, summarize
+from datasets.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
 from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import load_hmr_checkpoint
 from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
-from utils.checkpoint import input_size, resolve_device, seed_everything, write_json
 from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.io import atomic_path
-from utils.results import FIELDS, RunWriter, savez_atomic, summarize
-from utils.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
 
 logger = logging.getLogger("dynaboa")
 PARTS_DIR = "sequences"  # <exppath>/sequences/<name>/: one sequence of a parallel run
@@ -128,7 +128,7 @@ def build_adaptor(adapt: AdaptConfig, paths: DataPaths, device: torch.device, mo
     prior = MaxMixturePrior.from_file(paths.gmm_prior).to(device) if adapt.pose_prior_weight > 0 else None
     bank = None
     if adapt.retrieval and (adapt.lower_level_mixtrain or adapt.upper_level_mixtrain):
-        from utils.retrieval import ExemplarBank
+        from datasets.retrieval import ExemplarBank
 
         bank = ExemplarBank(paths.retrieval_dir, img_res, device, seed=seed)
     return Adaptor(model, smpl, adapt, pose_prior=prior, exemplars=bank, runtime=runtime), img_res
@@ -260,7 +260,7 @@ def restore_state(adaptor: Adaptor, state: dict) -> None:
 def build_evaluator(run: RunConfig, paths: DataPaths, device: torch.device):
     if run.dataset != "3dpw":
         return None
-    from utils.evaluation import Evaluator
+    from datasets.evaluation import Evaluator
 
     return Evaluator(paths, device)
 
@@ -344,7 +344,7 @@ def adapt_parallel(run: RunConfig, adapt: AdaptConfig, exppath: Path, ranges: Se
 
 def write_run_record(run: RunConfig, adapt: AdaptConfig, paths: DataPaths, exppath: Path, extra: dict) -> None:
     """config.json: the resolved options and the provenance (base model and hash, body model, commit). On resume
-    the recorded one is kept and checked (`utils.runrecord.resume_record`); `run.overwrite` clears the old run."""
+    the recorded one is kept and checked (`datasets.runrecord.resume_record`); `run.overwrite` clears the old run."""
     record = {"run": config_to_dict(run), "adapt": config_to_dict(adapt), **extra,
               "provenance": provenance(paths.base_model, paths.smpl_model_dir / "SMPL_NEUTRAL.pkl")}
     record["git_commit"] = record["provenance"]["git_commit"]
@@ -365,7 +365,7 @@ def run_session(run: RunConfig, adapt: AdaptConfig) -> dict | None:
     paths = DataPaths.from_root(run.data_root)
     if run.model_file is not None:  # check the checkpoint that will be read
         paths = dataclasses.replace(paths, base_model=run.model_file)
-    from utils.assets import check_assets, format_report, missing_required
+    from datasets.assets import check_assets, format_report, missing_required
 
     statuses = check_assets(paths, run.dataset, source_free=not adapt.retrieval)
     if missing_required(statuses):

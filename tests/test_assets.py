@@ -14,10 +14,10 @@ import torch
 
 import process_data
 from config import DataPaths
+from datasets.assets import check_assets, format_report, missing_required
+from datasets.checkpoint import save_training_checkpoint
 from models.hmr import HMR
 from models.prior import save_gmm_prior
-from utils.assets import check_assets, format_report, missing_required
-from utils.checkpoint import save_training_checkpoint
 
 EXEMPLAR = "images/S9_Directions_1.60457274_000001.jpg"
 

@@ -10,11 +10,11 @@ import torch
 
 import bench_adapt
 from config import AdaptConfig, DataPaths
+from datasets.retrieval import ExemplarBank
 from models.adaptor import Adaptor, Runtime
 from models.hmr import HMR
 from models.smpl import build_smpl
 from utils import imutils
-from utils.retrieval import ExemplarBank
 
 RES = 32  # the smallest input the backbone accepts
 

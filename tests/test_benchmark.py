@@ -9,9 +9,9 @@ import cv2
 import pytest
 import torch
 
+from datasets.checkpoint import save_training_checkpoint
 from datasets.synthetic import benchmark, report
 from models.hmr import HMR, load_mean_params
-from utils.checkpoint import save_training_checkpoint
 
 
 @pytest.fixture(scope="module")

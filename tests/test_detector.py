@@ -1,4 +1,4 @@
-"""The embedded MediaPipe detector (utils/detector.py): window search, landmark conversion, keypoint NMS, and real
+"""The embedded MediaPipe detector (datasets/detector.py): window search, landmark conversion, keypoint NMS, and real
 photographs (one person in each single-person photo, at least five in the group photo)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import detector
-from utils.detector import (
+from datasets import detector
+from datasets.detector import (
     Detection,
     DetectorConfig,
     PoseDetector,

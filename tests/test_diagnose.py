@@ -7,9 +7,9 @@ import shutil
 
 import torch
 
+from datasets.checkpoint import save_training_checkpoint
 from datasets.synthetic import benchmark, diagnose
 from models.hmr import HMR, load_mean_params
-from utils.checkpoint import save_training_checkpoint
 
 
 def test_diagnose_records_terms_moves_and_exemplars(tiny_world, tmp_path):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import dynaboa
-from datasets import session
 from config import DataPaths
+from datasets import session
+from datasets.checkpoint import save_training_checkpoint
 from models.hmr import HMR, load_mean_params
-from utils.checkpoint import save_training_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Exports of a run (utils/export.py) from a fake results.npz: VIBE-style npz, EasyMocap and instant-nvr conversions
+"""Exports of a run (datasets/export.py) from a fake results.npz: VIBE-style npz, EasyMocap and instant-nvr conversions
 (docs/method.md §2.4), overlay video, OBJ."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 import trimesh
 
 from config import DataPaths
+from datasets import export
+from datasets.export import ExportConfig, easymocap_params, export_run, project_full, write_obj
 from models.smpl import build_smpl
-from utils import export
-from utils.export import ExportConfig, easymocap_params, export_run, project_full, write_obj
 from utils.geometry import batch_rodrigues, crop_cam_to_full_cam
 
 W, H = 96, 64  # frame size of the fake videos

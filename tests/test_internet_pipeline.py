@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from datasets.checkpoint import save_training_checkpoint
 from models.hmr import HMR, load_mean_params
-from utils.checkpoint import save_training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real_images"

@@ -18,9 +18,9 @@ import pytest
 import process_data
 import vid2img
 from datasets.internet import InternetStream
+from datasets.runrecord import RunError
 from tests.fixtures_real import coco17_person
 from utils.keypoints import FrameKeypoints, KeypointsFile, PersonKeypoints, write_keypoints_json
-from utils.runrecord import RunError
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES, SIZE = 3, (320, 480)  # width, height
@@ -79,7 +79,7 @@ def test_rerun_refused_resume_as_printed_on_builtin_assets(tmp_path: Path) -> No
     # rerunning after it finished is refused too, and the track file stays; re-exporting still uses the detections
     tracks = (run / "input" / "clip_0.npz").read_bytes()
     assert script(args, env, tmp_path).returncode == 1 and (run / "input" / "clip_0.npz").read_bytes() == tracks
-    export = subprocess.run([sys.executable, "-m", "utils.export", str(run), "--internet-root", str(run / "input"),
+    export = subprocess.run([sys.executable, "-m", "datasets.export", str(run), "--internet-root", str(run / "input"),
                              "--no-video"], env={**env, "DYNABOA_DATA": str(tmp_path / "builtin")} if builtin else env,
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert export.returncode == 0, export.stderr[-2000:]
@@ -128,7 +128,7 @@ def test_corrupt_track_file_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_unreadable_frame_is_skipped_by_detection(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from utils.detector import detect_frame_dir
+    from datasets.detector import detect_frame_dir
 
     rng = np.random.default_rng(0)
     for i in (1, 3):

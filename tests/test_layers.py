@@ -16,22 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"config": 0, "utils": 1, "models": 2, "datasets": 3}
 PROGRAM_LAYER = 4
 PACKAGES = ("utils", "models", "datasets")
-# Imports that break the rule today, each (importing module, imported module). These utils/ modules read and write
-# data formats and are scheduled to move to datasets/ next; once they have moved, delete their rows. Any import not
-# listed here that runs upwards fails the test.
-KNOWN = {
-    ("utils.assets", "models.hmr"),
-    ("utils.assets", "models.prior"),
-    ("utils.assets", "models.smpl"),
-    ("utils.builtin_assets", "datasets.synthetic.generate"),
-    ("utils.checkpoint", "models.hmr"),
-    ("utils.evaluation", "models.smpl"),
-    ("utils.export", "models.hmr"),
-    ("utils.export", "models.smpl"),
-    ("utils.retrieval", "datasets.h36m"),
-    ("utils.retrieval", "models.adaptor"),
-    ("utils.retrieval", "models.hmr"),
-    ("utils.runrecord", "models.smpl"),
+# Imports that break the rule today, each (importing module, imported module); any import not listed here that runs
+# upwards fails the test. The utils/ rows are one-line aliases left at the old paths of the modules that moved to
+# datasets/: benchmark processes started before the move import them lazily from code already in memory. Delete the
+# alias files and these rows once those processes have finished.
+MOVED_TO_DATASETS = ("assets", "builtin_assets", "checkpoint", "detector", "evaluation", "export", "results",
+                     "retrieval", "runrecord")
+KNOWN = {(f"utils.{name}", f"datasets.{name}") for name in MOVED_TO_DATASETS} | {
     # a figure script drives the webcam program's Session: that class belongs in a module both can import
     ("docs.make_overlay_figure", "dynaboa_webcam"),
 }

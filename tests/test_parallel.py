@@ -11,8 +11,8 @@ import torch
 
 import dynaboa
 from datasets import session
+from datasets.checkpoint import save_training_checkpoint
 from models.hmr import HMR, load_mean_params
-from utils.checkpoint import save_training_checkpoint
 
 FRAMES = 13  # the tiny world's sequences have 10 frames: two sequences, the second one cut short
 

@@ -1,4 +1,4 @@
-"""utils/retrieval.py: spherical k-means, the original's file layout, the memory-mapped cache and ExemplarBank."""
+"""datasets/retrieval.py: spherical k-means, the original's file layout, the memory-mapped cache and ExemplarBank."""
 from __future__ import annotations
 
 import shutil
@@ -10,14 +10,9 @@ import pytest
 import torch
 
 from config import AdaptConfig, DataPaths
+from datasets.checkpoint import save_training_checkpoint
 from datasets.h36m import H36MDataset, load_h36m_annotations
-from models.adaptor import Adaptor, Frame
-from models.hmr import HMR
-from models.smpl import build_smpl
-from tests.test_h36m_dataset import write_h36m_set
-from utils.checkpoint import save_training_checkpoint
-from utils.constants import IMG_NORM_STD
-from utils.retrieval import (
+from datasets.retrieval import (
     CLUSTER_FILE,
     DATABASE_FILE,
     DATABASE_KEYS,
@@ -29,6 +24,11 @@ from utils.retrieval import (
     spherical_kmeans,
     write_database_files,
 )
+from models.adaptor import Adaptor, Frame
+from models.hmr import HMR
+from models.smpl import build_smpl
+from tests.test_h36m_dataset import write_h36m_set
+from utils.constants import IMG_NORM_STD
 
 RES = 32  # cached crop side
 N = 9  # fixture frames; hand-made clusters {0,1,2}, {3,4,5}, {6,7,8}
@@ -105,7 +105,7 @@ def test_errors_name_the_problem(hand_made: Path, tmp_path: Path) -> None:
     bank = ExemplarBank(hand_made, RES)
     with pytest.raises(ValueError, match="feature dimension 512 does not match the 4-D centres"):
         bank.retrieve(torch.zeros(1, 512), 1)
-    with pytest.raises(FileNotFoundError, match="python -m utils.retrieval"):
+    with pytest.raises(FileNotFoundError, match="python -m datasets.retrieval"):
         ExemplarBank(hand_made, 224)  # no cache at 224 px
     clusters = joblib.load(hand_made / CLUSTER_FILE)
     clusters["index"][2] = [7, 8, 40]  # an index beyond the 9 cached exemplars

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import dynaboa
+from datasets.checkpoint import save_training_checkpoint
 from models.adaptor import Adaptor
 from models.hmr import HMR, load_mean_params
-from utils.checkpoint import save_training_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_full_disk_is_one_line_and_leaves_no_temporary_file(world, tmp_path, cap
             fh.write(b"x" * 1000)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("utils.results.torch.save", full)
+    monkeypatch.setattr("datasets.results.torch.save", full)
     assert dynaboa.main(argv(world, tmp_path, "d", "--max-frames", "2", "--chunk", "1")) == 1
     [line] = error_lines(capsys)
     assert "no space left" in line and "state.pt" in line and "--resume" in line

@@ -12,18 +12,18 @@ import pytest
 import scipy.sparse
 import torch
 
+from datasets.assets import _check_cluster_res
+from datasets.checkpoint import load_backbone_init, read_checkpoint_extras
 from datasets.h36m import load_h36m_annotations
 from datasets.preprocess.h36m import Recording, read_mosh
 from datasets.preprocess.pw3d import read_pw3d_sequence
+from datasets.results import RunWriter
+from datasets.retrieval import CLUSTER_FILE
 from models.hmr import CheckpointError, load_hmr_checkpoint
 from models.prior import load_gmm_prior
 from models.smpl import load_smpl_model_data
-from utils.assets import _check_cluster_res
-from utils.checkpoint import load_backbone_init, read_checkpoint_extras
 from utils.io import (UnsafePickleError, atomic_path, restricted_joblib_load, restricted_load, restricted_npz_load,
                       write_bytes_atomic)
-from utils.results import RunWriter
-from utils.retrieval import CLUSTER_FILE
 
 
 class _RunsCode:

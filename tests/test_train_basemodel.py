@@ -1,4 +1,4 @@
-"""train_basemodel.py and utils/checkpoint.py: loss decrease, strict checkpoints, resume, priors, backbone init."""
+"""train_basemodel.py and datasets/checkpoint.py: loss decrease, strict checkpoints, resume, priors, backbone init."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +9,14 @@ import pytest
 import torch
 
 from config import DataPaths
+from datasets.checkpoint import (
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    load_backbone_init,
+    read_checkpoint_extras,
+    save_training_checkpoint,
+    seed_everything,
+)
 from models.hmr import HMR, load_hmr_checkpoint, load_mean_params
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
@@ -24,14 +32,6 @@ from train_basemodel import (
     read_metrics,
     train,
     validate,
-)
-from utils.checkpoint import (
-    FINAL_CHECKPOINT,
-    LAST_CHECKPOINT,
-    load_backbone_init,
-    read_checkpoint_extras,
-    save_training_checkpoint,
-    seed_everything,
 )
 from utils.geometry import rot6d_to_rotmat
 

@@ -9,7 +9,7 @@ paper's #PS protocol) and estimated 2D (`op_j2d`, the detector-noise keypoints),
 A plan (`plans/<name>.yaml`, or a path) names the world, the frames, the window of the learning curves and which
 methods run under which keypoints. Methods are independent, so `--jobs N` runs them in N processes (each stream
 stays serial, one process each). Everything is cached: the world (`python -m datasets.synthetic`), the base-model
-files copied into the world's data root, the retrieval database (`python -m utils.retrieval`), and each run (a
+files copied into the world's data root, the retrieval database (`python -m datasets.retrieval`), and each run (a
 finished one is skipped, an interrupted one resumes). The tables are printed and written to `<out>/benchmark.md` and
 `benchmark.json`; the learning curves to `<out>/curves.png` (and to the plan's `figure`, when it names one).
 """
@@ -137,7 +137,7 @@ def older_than_model(path: Path, root: Path) -> bool:
 
 
 def ensure_retrieval(root: Path, k: int, max_samples: int) -> None:
-    from utils.retrieval import CLUSTER_FILE, RetrievalConfig, build_database
+    from datasets.retrieval import CLUSTER_FILE, RetrievalConfig, build_database
 
     cluster = root / "retrieval_res" / CLUSTER_FILE
     stale = older_than_model(cluster, root)
@@ -194,10 +194,10 @@ def run_all(plan: Plan, root: Path, out: Path, jobs: int) -> dict[tuple[str, str
 
 def write_demo_overlay(run_dir: Path, root: Path) -> Path:
     """The overlay video of the run's first track: every frame of its sequence with the adapted mesh drawn by the
-    full-image camera of the results (`utils.export`), at the target's 30 fps."""
+    full-image camera of the results (`datasets.export`), at the target's 30 fps."""
     from config import DataPaths
+    from datasets.export import load_results, tracks_of, write_overlay_video
     from models.smpl import build_smpl
-    from utils.export import load_results, tracks_of, write_overlay_video
     from utils.render import Renderer
 
     res = load_results(run_dir)

@@ -77,10 +77,10 @@ class Recorder:
 
 
 def diagnose(root: Path, method: str, protocol: str, frames: int, overrides: dict, out: Path) -> str:
+    from datasets.evaluation import Evaluator
     from datasets.session import adaptor_for_run, build_stream
     from datasets.synthetic.benchmark import run_configs
     from models.adaptor import Frame
-    from utils.evaluation import Evaluator
 
     run, adapt = run_configs(root, out, method, protocol, frames, 0)
     adapt = dataclasses.replace(adapt, **overrides)

@@ -1,7 +1,7 @@
 """Exports of a run's `results.npz`: VIBE-style npz per person, EasyMocap and instant-nvr files, overlay videos, OBJ.
 
-    python -m utils.export exps/internet                      # everything, under exps/internet/export/
-    python -m utils.export exps/internet --formats vibe --obj --no-video
+    python -m datasets.export exps/internet                      # everything, under exps/internet/export/
+    python -m datasets.export exps/internet --formats vibe --obj --no-video
 
 Per video `<out>/<video>/`: `person_<k>.npz` (VIBE keys plus the full-image camera), `overlay.mp4` (every frame
 with the predicted meshes rendered by the full-image camera, at the source frame rate), `easymocap/` (`smpl/%06d.json`,
@@ -342,7 +342,7 @@ def export_video(video: str, tracks: dict[str, np.ndarray], res: dict[str, np.nd
         width, height = (int(v) for v in res["img_size"][first])
         write_easymocap(out / "easymocap", video, people, intrinsics(float(res["focal_length"][first]), width, height))
     if cfg.video:
-        from utils.detector import list_frames
+        from datasets.detector import list_frames
 
         fps = source_fps(frame_dir, cfg.fps)
         rows = np.concatenate(list(tracks.values()))

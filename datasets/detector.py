@@ -1,7 +1,7 @@
 """Embedded 2D keypoint detector: MediaPipe Pose (BlazePose GHUM, 33 landmarks), offline, on the CPU.
 
-    python -m utils.detector data/internet/images/dance                   # -> data/internet/dance.json
-    python -m utils.detector frames/dance --out dance.json --multi-person
+    python -m datasets.detector data/internet/images/dance                   # -> data/internet/dance.json
+    python -m datasets.detector frames/dance --out dance.json --multi-person
 
 It writes the project's `dynaboa-keypoints` JSON (layout `mediapipe33`, `utils.keypoints`) that
 `python process_data.py --dataset internet --format dynaboa` reads. MediaPipe 0.10.21's bundled full model

@@ -1,7 +1,7 @@
 """The source-exemplar retrieval database: builder, pre-cropped exemplar cache and `ExemplarBank` (docs/method.md §6).
 
-    python -m utils.retrieval --data-root data/synthetic --model runs/base18/basemodel.pt --k 10
-    python -m utils.retrieval --data-root data --cache-only --img-res 224   # the original's database file + H36M
+    python -m datasets.retrieval --data-root data/synthetic --model runs/base18/basemodel.pt --k 10
+    python -m datasets.retrieval --data-root data --cache-only --img-res 224   # the original's database file + H36M
 
 Building embeds the source frames (`h36m_train.npz`, optionally a seeded random subset) with the base model's pooled
 feature `xf` at the model's input size, clusters the L2-normalised features by spherical k-means (cosine space) and
@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from config import DataPaths, build_parser, config_from_namespace
+from datasets.checkpoint import input_size, resolve_device
 from datasets.h36m import Augmentation, H36MDataset, load_h36m_annotations, normalize_image, subset_annotations
 from models.adaptor import ExemplarBatch
 from models.hmr import HMR, load_hmr_checkpoint
-from utils.checkpoint import input_size, resolve_device
 from utils.clustering import kmeans_plus_plus
 from utils.constants import IMG_RES
 from utils.io import atomic_path, restricted_joblib_load
@@ -46,7 +46,7 @@ FEATS_FILE = "h36m_feats_random_sample_center_10_10.pt"
 DATABASE_FILE = "h36m_random_sample_center_10_10.pt"
 DATABASE_KEYS = ("imgname", "center", "scale", "pose", "shape", "S", "part")
 LABEL_KEYS = ("keypoints", "pose", "betas", "S")
-_BUILD_HELP = "build it with `python -m utils.retrieval --data-root DIR --model BASEMODEL` (see its --help)"
+_BUILD_HELP = "build it with `python -m datasets.retrieval --data-root DIR --model BASEMODEL` (see its --help)"
 
 
 def cache_paths(retrieval_dir: Path, img_res: int) -> tuple[Path, Path]:
@@ -159,7 +159,7 @@ def write_database_files(out_dir: Path, centres: np.ndarray, labels: np.ndarray,
 
 @dataclass
 class RetrievalConfig:
-    """Options of `python -m utils.retrieval`."""
+    """Options of `python -m datasets.retrieval`."""
 
     data_root: Path | None = field(default=None, metadata={"help": "data root ($DYNABOA_DATA or data/ when unset)"})
     model: Path | None = field(default=None, metadata={"help": "base model (<root>/basemodel.pt when unset)"})

@@ -3,9 +3,9 @@
 Without the licensed files (the original's `basemodel.pt`, SMPL), `run_on_internet.sh` and `dynaboa_webcam.py` fall
 back to `data/builtin/`: copies of the committed synthetic base model and priors (`data/synthetic_assets/`) and the
 procedural SMPL-format body with its regressors (`datasets.synthetic`). Such runs are a demonstration only
-(`utils.runrecord.SYNTHETIC_NOTE`): they warn at start and record it in the run.
+(`datasets.runrecord.SYNTHETIC_NOTE`): they warn at start and record it in the run.
 
-    python -m utils.builtin_assets          # writes data/builtin/ once, prints its path (and the warning)
+    python -m datasets.builtin_assets          # writes data/builtin/ once, prints its path (and the warning)
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from config import REPO_ROOT, DataPaths
-from utils.runrecord import BUILTIN_ASSETS, SYNTHETIC_NOTE
+from datasets.runrecord import BUILTIN_ASSETS, SYNTHETIC_NOTE
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def needs_builtin(data_root: Path | None, purpose: str = "internet") -> bool:
     model file (the input folder itself is not asked for)."""
     if data_root is not None or os.environ.get("DYNABOA_DATA"):
         return False
-    from utils.assets import check_assets, missing_required
+    from datasets.assets import check_assets, missing_required
 
     statuses = check_assets(DataPaths.from_root(), purpose, source_free=True)
     return any(s.name != "internet root" for s in missing_required(statuses))

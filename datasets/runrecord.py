@@ -90,7 +90,7 @@ def body_model_kind(smpl_file: Path) -> str:
 
 def provenance(model_file: Path, smpl_file: Path) -> dict[str, Any]:
     """The record of what produced a run's results (written into config.json and every export)."""
-    from utils.checkpoint import git_commit
+    from datasets.checkpoint import git_commit
 
     model_file, smpl_file = Path(model_file).resolve(), Path(smpl_file).resolve()
     out: dict[str, Any] = {"base_model": str(model_file), "base_model_sha256": sha256(model_file),

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from datasets.runrecord import DiskFull, RunError, is_disk_full, one_line
 from utils.io import atomic_path, torch_load_tensors, write_text_atomic
-from utils.runrecord import DiskFull, RunError, is_disk_full, one_line
 
 logger = logging.getLogger(__name__)
 
