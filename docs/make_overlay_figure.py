@@ -4,7 +4,7 @@
     python docs/make_overlay_figure.py --data-root /tmp/root --photo me.jpg --steps 20 --out /tmp/overlay.jpg
 
 The photo is treated as a clip of `--steps` identical frames and goes through the webcam program's per-frame path
-(`dynaboa_webcam.Session`: MediaPipe keypoints, SPIN box, crop, `Adaptor.step`, mesh drawn by the full-image camera)
+(`datasets.live.Session`: MediaPipe keypoints, SPIN box, crop, `Adaptor.step`, mesh drawn by the full-image camera)
 with the internet-video settings (bilevel step, dynamic steps, GT-block keypoints, shape prior 2e-4) and Adam lr
 `--lr`. Left: the photo with the detected MediaPipe landmarks; right: the adapted mesh after the last frame, with
 the landmarks on top. The data root needs `smpl/`, the regressors, the priors and `basemodel.pt`; without the
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from datasets.checkpoint import resolve_device, seed_everything  # noqa: E402
 from datasets.detector import PoseDetector, largest_person  # noqa: E402
 from datasets.export import draw_keypoints  # noqa: E402
-from dynaboa_webcam import RunStats, Session, WebcamAdaptConfig, WebcamConfig  # noqa: E402
+from datasets.live import RunStats, Session, WebcamAdaptConfig, WebcamConfig  # noqa: E402
 from utils.imutils import read_image_rgb  # noqa: E402
 
 DEFAULT_PHOTO = REPO.parent / "shared" / "data" / "real_images" / "lunge_pexels.jpg"

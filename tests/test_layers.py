@@ -22,10 +22,7 @@ PACKAGES = ("utils", "models", "datasets")
 # alias files and these rows once those processes have finished.
 MOVED_TO_DATASETS = ("assets", "builtin_assets", "checkpoint", "detector", "evaluation", "export", "results",
                      "retrieval", "runrecord")
-KNOWN = {(f"utils.{name}", f"datasets.{name}") for name in MOVED_TO_DATASETS} | {
-    # a figure script drives the webcam program's Session: that class belongs in a module both can import
-    ("docs.make_overlay_figure", "dynaboa_webcam"),
-}
+KNOWN = {(f"utils.{name}", f"datasets.{name}") for name in MOVED_TO_DATASETS}
 
 
 def project_modules() -> dict[str, Path]:

@@ -1,5 +1,6 @@
-"""dynaboa_webcam.py: the original's flags, newest-frame capture, keys, re-timed saving, and a headless run on a
-video file (frames without a person are shown without an update); clear errors for a missing camera or video."""
+"""dynaboa_webcam.py and datasets/live.py: the original's flags, newest-frame capture, keys, re-timed saving, and a
+headless run on a video file (frames without a person are shown without an update);
+clear errors for a missing camera or video."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import dynaboa_webcam as webcam
+from datasets import live
 from tests.test_internet_pipeline import REAL, build_data_root, read_video, write_photo_clip
 
 
@@ -59,7 +61,7 @@ class FastCamera:
 
 def test_latest_frame_drops_what_the_consumer_cannot_take() -> None:
     camera = FastCamera(300)
-    latest = webcam.LatestFrame(camera)
+    latest = live.LatestFrame(camera)
     seen = []
     while (frame := latest.read(timeout=2.0)) is not None:
         seen.append(int(frame[0, 0]))
@@ -82,7 +84,7 @@ def test_keys() -> None:
 
 
 def test_live_video_is_retimed_to_the_measured_rate(tmp_path) -> None:
-    sink = webcam.VideoSink(tmp_path / "live.mp4", None)  # a live camera: rate unknown while recording
+    sink = live.VideoSink(tmp_path / "live.mp4", None)  # a live camera: rate unknown while recording
     for i in range(5):
         sink.write(np.full((32, 48, 3), 40 * i, np.uint8))
     sink.close(7.5)
