@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from config import REPO_ROOT
+from config import REPO_ROOT, AdaptConfig, config_to_dict
 
 BUILTIN_ASSETS = REPO_ROOT / "data" / "synthetic_assets"
 SYNTHETIC_NOTE = ("synthetic-only demonstration: the built-in base model was trained only on procedural synthetic "
@@ -109,8 +109,11 @@ def resume_differences(recorded: dict[str, Any], current: dict[str, Any]) -> dic
     Compared: the adaptation settings, the run options of `RESULT_RUN_OPTIONS`, the crop size and the number of
     frames of the input stream (a changed input)."""
     diffs: dict[str, tuple[Any, Any]] = {}
+    defaults = config_to_dict(AdaptConfig())
     for key in sorted(set(recorded.get("adapt", {})) | set(current.get("adapt", {}))):
-        old, new = recorded.get("adapt", {}).get(key), current.get("adapt", {}).get(key)
+        # an option added to the code after the run was recorded, left at its default, changes nothing
+        old = recorded.get("adapt", {}).get(key, defaults.get(key))
+        new = current.get("adapt", {}).get(key)
         if old != new:
             diffs[key] = (old, new)
     for key in RESULT_RUN_OPTIONS:

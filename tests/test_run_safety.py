@@ -153,3 +153,16 @@ def test_config_records_provenance(world, tmp_path):
     prov = json.loads((tmp_path / "p" / "config.json").read_text())["provenance"]
     assert prov["base_model"] == str((world / "basemodel.pt").resolve()) and len(prov["base_model_sha256"]) == 64
     assert prov["body_model_kind"].startswith("procedural") and prov["synthetic_only"] is False
+
+
+def test_resume_accepts_an_option_added_after_the_run_at_its_default():
+    """A record made before an adaptation option existed compares equal while the option stays at its default, and
+    differs once it is changed."""
+    from config import AdaptConfig, config_to_dict
+    from datasets.runrecord import resume_differences
+
+    current = {"adapt": config_to_dict(AdaptConfig()), "run": {}, "img_res": 128, "frames": 10}
+    old = {**current, "adapt": {k: v for k, v in current["adapt"].items() if k != "anchor_rate"}}
+    assert resume_differences(old, current) == {}
+    changed = {**current, "adapt": {**current["adapt"], "anchor_rate": 0.01}}
+    assert resume_differences(old, changed) == {"anchor_rate": (0.0, 0.01)}
