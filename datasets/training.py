@@ -1,7 +1,4 @@
-"""Train the GroupNorm HMR base model on Human3.6M-format data, or write the SMPL mean parameters and GMM prior.
-
-    python train_basemodel.py --data-root data/synthetic --run-dir runs/base18 --backbone resnet18 --img-res 128
-    python train_basemodel.py --data-root data/synthetic --make-priors --out data/synthetic
+"""Training of the GroupNorm HMR base model on Human3.6M-format data (the library of `train_basemodel.py`).
 
 The released base model was trained on Human3.6M alone with SPIN's losses and weights, without SMPLify
 (docs/method.md §2.7, issue #18). Here, per batch, with the neutral SMPL and the camera of the 224-px crop (as the
@@ -20,22 +17,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from config import DataPaths, build_parser, config_from_namespace
+from config import DataPaths
 from datasets.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -51,18 +43,15 @@ from datasets.checkpoint import (
 )
 from datasets.h36m import AugmentSettings, H36MDataset, load_h36m_annotations
 from models import losses
-from models.hmr import (BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, rotmat_smpl_params,
-                        save_mean_params)
-from models.prior import fit_gmm_prior, save_gmm_prior
+from models.hmr import BACKBONES, HMR, default_mean_params, load_hmr_checkpoint, load_mean_params, rotmat_smpl_params
 from models.smpl import SMPL, build_smpl
 from utils.constants import GT_SLICE, IMG_RES, J24_TO_J14
-from utils.geometry import batch_rodrigues, project_to_crop, rotmat_to_rot6d
+from utils.geometry import batch_rodrigues, project_to_crop
 from utils.metrics import mpjpe, pa_mpjpe, rotation_error_deg
 
 logger = logging.getLogger("train_basemodel")
 _AUG = AugmentSettings()
 HIPS_J14 = [2, 3]  # R hip, L hip in the LSP-14 order (J24_TO_J14)
-PRIOR_COMPONENTS = 8  # gmm_08.pkl
 BEST_CHECKPOINT = "basemodel_best.pt"  # the validation with the lowest PA-MPJPE so far
 
 
@@ -311,49 +300,6 @@ def train(cfg: TrainConfig) -> HMR:
     return _Run(cfg).fit()
 
 
-def mean_rotations(rotmats: np.ndarray) -> np.ndarray:
-    """Per-joint mean on SO(3): the arithmetic mean of the matrices projected to the nearest rotation.
-
-    Args:
-        rotmats: [N, J, 3, 3].
-    Returns:
-        [J, 3, 3] rotations (det +1): U diag(1, 1, det(U V^T)) V^T for the SVD U S V^T of the mean.
-    """
-    assert rotmats.ndim == 4 and rotmats.shape[2:] == (3, 3), rotmats.shape
-    u, _, vt = np.linalg.svd(rotmats.mean(axis=0))
-    fix = np.ones((rotmats.shape[1], 3))
-    fix[:, 2] = np.sign(np.linalg.det(u @ vt))
-    return (u * fix[:, None, :]) @ vt
-
-
-def make_priors(data_root: Path | None, out: Path | None, max_samples: int = 20000, seed: int = 0) -> list[Path]:
-    """Write `smpl_mean_params.npz` (mean pose in 6-D, mean betas, cam [0.9, 0, 0]) and `gmm_08.pkl` (8-component
-    GMM of the 69-D body poses) from the frames of `h36m_train.npz` that have SMPL. Deterministic given `seed`."""
-    paths = DataPaths.from_root(data_root)
-    data = load_h36m_annotations(paths.dataset_extras / "h36m_train.npz")
-    keep = data["has_smpl"] > 0.5
-    pose, shape = data["pose"][keep], data["shape"][keep]
-    if len(pose) < PRIOR_COMPONENTS:
-        raise ValueError(f"{int(keep.sum())} frames with SMPL; the priors need at least {PRIOR_COMPONENTS}")
-    rotmats = batch_rodrigues(torch.from_numpy(pose).reshape(-1, 3)).view(-1, 24, 3, 3).numpy()
-    mean_pose = rotmat_to_rot6d(torch.from_numpy(mean_rotations(rotmats))).reshape(-1).numpy()
-    out = Path(out) if out is not None else paths.root
-    mean_file, gmm_file = out / "smpl_mean_params.npz", out / "gmm_08.pkl"
-    save_mean_params(mean_file, mean_pose, shape.mean(axis=0), np.array([0.9, 0.0, 0.0]))
-    body = pose[:, 3:]
-    if 0 < max_samples < len(body):
-        body = body[np.sort(np.random.default_rng(seed).choice(len(body), max_samples, replace=False))]
-    save_gmm_prior(gmm_file, **fit_gmm_prior(body, PRIOR_COMPONENTS, seed=seed))
-    logger.info("wrote %s and %s from %d poses", mean_file, gmm_file, len(pose))
-    return [mean_file, gmm_file]
-
-
-def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    parser = build_parser(__doc__.splitlines()[0], [(TrainConfig, "training")])
-    ns = parser.parse_args(argv)
-    return config_from_namespace(TrainConfig, ns, ns.config)
-
-
 def mean_pose_model(cfg: TrainConfig, paths: DataPaths) -> HMR:
     """A network of `cfg.backbone` whose prediction for every image is exactly the data root's mean parameters
     (pose, shape, camera): the regressor's output layers are zero, so no iteration moves away from them."""
@@ -376,20 +322,3 @@ def evaluate(cfg: TrainConfig) -> dict[str, float]:
     device = resolve_device(cfg.device)
     with torch.no_grad():
         return validate(model.to(device), build_smpl(paths, "neutral").to(device), valid, device)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    with logging_redirect_tqdm():
-        if cfg.evaluate:
-            logger.info("%s on held-out source frames: %s", cfg.evaluate, evaluate(cfg))
-        elif cfg.make_priors:
-            make_priors(cfg.data_root, cfg.out, cfg.prior_max_samples, cfg.seed)
-        else:
-            train(cfg)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -26,7 +26,7 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with the `tiny` synthetic world (both domains, preprocessed 3DPW npz) and the source priors
     (`smpl_mean_params.npz`, `gmm_08.pkl`); no base model (tests add the checkpoint they need)."""
     from datasets.synthetic.generate import generate_world
-    from train_basemodel import make_priors
+    from datasets.preprocess.priors import make_priors
 
     root = tmp_path_factory.mktemp("tiny_world")
     generate_world(root, preset="tiny", seed=0)

@@ -1,4 +1,5 @@
-"""train_basemodel.py and datasets/checkpoint.py: loss decrease, strict checkpoints, resume, priors, backbone init."""
+"""train_basemodel.py, datasets/training.py, datasets/preprocess/priors.py and datasets/checkpoint.py: loss decrease,
+strict checkpoints, resume, priors, backbone init."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,22 +18,13 @@ from datasets.checkpoint import (
     save_training_checkpoint,
     seed_everything,
 )
+from datasets.preprocess.priors import make_priors, mean_rotations
+from datasets.training import TrainConfig, build_model, compute_losses, read_metrics, train, validate
 from models.hmr import HMR, load_hmr_checkpoint, load_mean_params
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 from tests.test_h36m_dataset import write_h36m_set
-from train_basemodel import (
-    TrainConfig,
-    build_model,
-    compute_losses,
-    main,
-    make_priors,
-    mean_rotations,
-    parse_args,
-    read_metrics,
-    train,
-    validate,
-)
+from train_basemodel import main, parse_args
 from utils.geometry import rot6d_to_rotmat
 
 RES = 32  # the smallest input the backbone takes: keeps the CPU tests fast
@@ -106,24 +98,24 @@ def test_checkpoint_round_trip_and_resume(data_root: Path, tmp_path: Path) -> No
 
 
 def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, monkeypatch) -> None:
-    import train_basemodel
+    from datasets import training
 
     run = tmp_path / "run"
     train(tiny_config(data_root, run, steps=2, val_every=1, grad_clip=1e-3))
     record = read_metrics(run)
     assert all(r["grad_norm"] > 1e-3 for r in record["train"])  # the norm is logged before clipping
     best = min(record["valid"], key=lambda v: v["pa_mpjpe"])
-    assert read_checkpoint_extras(run / train_basemodel.BEST_CHECKPOINT)["step"] == best["step"]
+    assert read_checkpoint_extras(run / training.BEST_CHECKPOINT)["step"] == best["step"]
 
     # a non-finite loss skips the update: weights and Adam's state stay as they were
-    real = train_basemodel.compute_losses
+    real = training.compute_losses
 
     def poisoned(model, smpl, batch, cfg, step=None):
         loss, terms = real(model, smpl, batch, cfg, step)
         return loss * float("nan"), terms
 
     before = load_hmr_checkpoint(run / LAST_CHECKPOINT).state_dict()
-    monkeypatch.setattr(train_basemodel, "compute_losses", poisoned)
+    monkeypatch.setattr(training, "compute_losses", poisoned)
     train(tiny_config(data_root, run, steps=3, val_every=0))
     extras = read_checkpoint_extras(run / LAST_CHECKPOINT)
     assert extras["step"] == 3
@@ -134,7 +126,7 @@ def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, 
 
 def test_kp2d_warmup_ramps_the_2d_weight(data_root: Path) -> None:
     from datasets.h36m import H36MDataset, load_h36m_annotations
-    from train_basemodel import kp2d_ramp
+    from datasets.training import kp2d_ramp
 
     cfg = tiny_config(data_root, None, kp2d_warmup=4)
     assert [kp2d_ramp(cfg, s) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
@@ -249,9 +241,9 @@ def test_command_line(tmp_path: Path) -> None:
 def test_evaluate_mean_pose_and_a_checkpoint(tiny_world, tmp_path):
     """`--evaluate` validates a checkpoint (or the untrained mean pose) on h36m_valid.npz; a checkpoint of the same
     fresh network must score exactly what `mean-pose` scores."""
-    import train_basemodel as tb
+    from datasets import training as tb
 
-    cfg = tb.parse_args(["--data-root", str(tiny_world), "--backbone", "resnet10", "--img-res", "64",
+    cfg = parse_args(["--data-root", str(tiny_world), "--backbone", "resnet10", "--img-res", "64",
                          "--workers", "0", "--seed", "0", "--evaluate", "mean-pose"])
     torch.manual_seed(0)
     mean = tb.evaluate(cfg)
