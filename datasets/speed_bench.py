@@ -1,14 +1,12 @@
-"""Per-frame cost of DynaBOA adaptation, as multiples of one plain training step of the same network.
-
-    python bench_adapt.py                                                   # ResNet-50 at 224 px, both schedules
-    python bench_adapt.py --backbone resnet18 --img-res 128 --frames 10 --stream-frames 5000
+"""Per-frame cost of DynaBOA adaptation, as multiples of one plain training step of the same network (the library
+of `bench_adapt.py`).
 
 Random weights, synthetic frames and a temporary exemplar cache (so retrieval is measured; no licensed data). For
 each schedule it times the adaptor's own sections (`Runtime(profile=True)`): the bilevel step, each dynamic step
 (forced with threshold 0 and `--forced-steps` steps), retrieval, and the schedule with its real stop rule; plus the
 reading and cropping of a full-HD JPEG (data loading) and, in the same run, one plain batch-1 training step
-(forward, backward, Adam). `--stream-frames N` runs the program's frame loop (`datasets.session.adapt_stream`) on a small
-network for N frames in a fresh process and reports its peak resident memory after 500 and after N frames.
+(forward, backward, Adam). `--stream-frames N` runs the program's frame loop (`datasets.session.adapt_stream`) on a
+small network for N frames in a fresh process and reports its peak resident memory after 500 and after N frames.
 """
 from __future__ import annotations
 
@@ -26,14 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+import cv2
+import joblib
+import numpy as np
+import torch
 
-import cv2  # noqa: E402
-import joblib  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from config import AdaptConfig, DataPaths, build_parser, config_from_namespace, option
+from config import AdaptConfig, DataPaths, option
 from datasets.base import StreamItem, crop_item
 from datasets.checkpoint import resolve_device
 from datasets.retrieval import CLUSTER_FILE, ExemplarBank, cache_paths
@@ -383,26 +379,3 @@ def stream_report(cfg: BenchConfig) -> str:
     return (f"memory stream test ({cfg.stream_backbone} at {cfg.stream_img_res} px, paper schedule, "
             f"{mem['seconds']:.3f} s/frame): peak resident memory after {mem['mark']} frames {mem['at_mark']:.0f} MB, "
             f"after {cfg.stream_frames} frames {mem['at_end']:.0f} MB (ratio {mem['at_end'] / mem['at_mark']:.3f})")
-
-
-def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
-    parser = build_parser(__doc__.splitlines()[0], [(BenchConfig, "benchmark")])
-    ns = parser.parse_args(argv)
-    return config_from_namespace(BenchConfig, ns, ns.config)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    with tempfile.TemporaryDirectory() as tmp:
-        lines = measure(cfg, device, Path(tmp))
-    print("\n".join(lines))
-    if cfg.stream_frames > 0:
-        print(stream_report(cfg))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""bench_adapt.py: retrieval decodes no image, the report's figures, the memory stream test (tiny settings)."""
+"""bench_adapt.py and datasets/speed_bench.py: retrieval decodes no image, the report's figures, the memory stream
+test (tiny settings)."""
 from __future__ import annotations
 
 import re
@@ -10,6 +11,7 @@ import torch
 
 import bench_adapt
 from config import AdaptConfig, DataPaths
+from datasets import speed_bench
 from datasets.retrieval import ExemplarBank
 from models.adaptor import Adaptor, Runtime
 from models.hmr import HMR
@@ -23,7 +25,7 @@ def test_retrieval_decodes_no_image(body_root, tmp_path, monkeypatch):
     """Adapting with the exemplar bank reads its memory-mapped crops: no image file is opened or decoded."""
     torch.manual_seed(0)
     model = HMR("resnet18")
-    folder = bench_adapt.write_exemplar_cache(tmp_path / "retrieval_res", RES, model.feature_dim,
+    folder = speed_bench.write_exemplar_cache(tmp_path / "retrieval_res", RES, model.feature_dim,
                                               np.random.default_rng(0))
     bank = ExemplarBank(folder, RES)
     assert isinstance(bank.images, np.memmap)
@@ -38,7 +40,7 @@ def test_retrieval_decodes_no_image(body_root, tmp_path, monkeypatch):
         monkeypatch.setattr(module, name, no_decoding)
     smpl = build_smpl(DataPaths.from_root(body_root), "neutral")
     adaptor = Adaptor(model, smpl, AdaptConfig(cos_sim_threshold=0.0, optim_steps=1), exemplars=bank)
-    for frame in bench_adapt.synthetic_frames(2, RES, seed=0, device=torch.device("cpu")):
+    for frame in speed_bench.synthetic_frames(2, RES, seed=0, device=torch.device("cpu")):
         assert adaptor.step(frame).updated
     assert keys == [1] * 6  # lower, upper and one dynamic step per frame, one exemplar each
     with pytest.raises(AssertionError, match="decoded"):  # the patch is in force
@@ -68,7 +70,7 @@ def test_report_gives_every_figure_in_plain_step_units(capsys):
 
 def test_network_passes_run_forward_and_backward():
     model = HMR("resnet10")
-    run = bench_adapt.network_passes(model, RES, Runtime(), [(1, False), (3, True)])
+    run = speed_bench.network_passes(model, RES, Runtime(), [(1, False), (3, True)])
     net = next(c.cell_contents for c in run.__closure__ if isinstance(c.cell_contents, HMR))  # the timed copy
     assert net is not model
     batches = []
@@ -80,13 +82,13 @@ def test_network_passes_run_forward_and_backward():
 
 
 def test_stream_memory_runs_the_program_loop():
-    cfg = bench_adapt.BenchConfig(stream_frames=3, stream_img_res=RES)
-    mem = bench_adapt.stream_memory(cfg)
+    cfg = speed_bench.BenchConfig(stream_frames=3, stream_img_res=RES)
+    mem = speed_bench.stream_memory(cfg)
     assert mem["mark"] == 2 and 0 < mem["at_mark"] <= mem["at_end"] and mem["seconds"] > 0
 
 
 def test_synthetic_stream_changes_person_and_sequence():
-    stream = bench_adapt.SyntheticStream(2001, RES, marks=[])
+    stream = speed_bench.SyntheticStream(2001, RES, marks=[])
     assert [stream[i].track for i in (0, 249, 250, 999, 1000, 2000)] == [
         ("seq_0", 0), ("seq_0", 0), ("seq_0", 1), ("seq_0", 3), ("seq_1", 0), ("seq_2", 0)]
     assert torch.equal(stream[7].image, stream[57].image) and stream[7].image.shape == (3, RES, RES)
