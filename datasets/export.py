@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
-from models.hmr import rotmat_smpl_params
+from datasets.overlay import intrinsics, iter_vertices, smpl_forward, write_overlay_video
+from datasets.results import load_results, split_track, tracks_of
 from models.smpl import SMPL, build_smpl
 from utils.geometry import crop_cam_to_orig_weak_cam, rotmat_to_axis_angle
 
@@ -34,11 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESULT_KEYS = ("track", "frame_id", "imgname", "rotmat", "pose", "betas", "pred_cam", "bbox", "img_size",
-               "focal_length", "cam_t_full")
 FORMATS = ("vibe", "easymocap", "instant-nvr")
-PALETTE = [(205, 129, 98), (98, 160, 205), (120, 200, 110), (210, 190, 90), (180, 110, 200), (90, 200, 190)]  # RGB
-CHUNK = 128  # frames per SMPL forward
 
 
 @dataclass
@@ -53,54 +50,7 @@ class ExportConfig:
     fps: float = option("overlay frame rate when the frame folder has no meta.json", default=30.0)
 
 
-# --- results ------------------------------------------------------------------------------------------------------
-
-
-def load_results(run_dir: Path) -> dict[str, np.ndarray]:
-    """The arrays of `<run_dir>/results.npz` (one row per adapted frame, written by dynaboa.py)."""
-    path = Path(run_dir) / "results.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"results file {path} not found: `python dynaboa.py --dataset internet --expname "
-                                f"{Path(run_dir).name}` writes it at the end of a run")
-    with np.load(path) as data:
-        missing = [k for k in RESULT_KEYS if k not in data.files]
-        if missing:
-            raise ValueError(f"{path}: keys {missing} missing (has {sorted(data.files)})")
-        return {key: data[key] for key in data.files}
-
-
-def tracks_of(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Track name `"<video>:<k>"` -> its row indices in frame order."""
-    order = np.lexsort((results["frame_id"], results["track"]))
-    tracks: dict[str, list[int]] = {}
-    for i in order.tolist():
-        tracks.setdefault(str(results["track"][i]), []).append(i)
-    return {name: np.array(rows) for name, rows in tracks.items()}
-
-
-def split_track(name: str) -> tuple[str, int]:
-    """`"<video>:<k>"` -> (video, k)."""
-    video, _, k = name.rpartition(":")
-    return video, int(k)
-
-
 # --- geometry -----------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def smpl_forward(smpl: SMPL, rotmat: np.ndarray, betas: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """SMPL in chunks of CHUNK frames: yields (vertices [n, 6890, 3], joints [n, 49, 3]) model space, metres."""
-    assert rotmat.shape[1:] == (24, 3, 3) and betas.shape == (len(rotmat), 10), (rotmat.shape, betas.shape)
-    for start in range(0, len(rotmat), CHUNK):
-        rot = torch.as_tensor(rotmat[start:start + CHUNK], dtype=torch.float32)
-        out = smpl(**rotmat_smpl_params(rot, torch.as_tensor(betas[start:start + CHUNK], dtype=torch.float32)))
-        yield out.vertices.numpy(), out.joints.numpy()
-
-
-def iter_vertices(smpl: SMPL, rotmat: np.ndarray, betas: np.ndarray) -> Iterator[np.ndarray]:
-    """Per-frame vertices [6890, 3] (model space, metres), computed CHUNK frames at a time."""
-    for verts, _ in smpl_forward(smpl, rotmat, betas):
-        yield from verts
 
 
 @torch.no_grad()
@@ -109,11 +59,6 @@ def rest_pelvis(smpl: SMPL, betas: np.ndarray) -> np.ndarray:
     b = torch.as_tensor(betas, dtype=torch.float32).reshape(-1, 10)
     zeros = torch.zeros(len(b), 69)
     return smpl(betas=b, body_pose=zeros, global_orient=torch.zeros(len(b), 3)).smpl_joints[:, 0].numpy()
-
-
-def intrinsics(focal: float, width: int, height: int) -> np.ndarray:
-    """[3, 3] pinhole of the full-image camera: focal `focal` pixels, principal point at the image centre."""
-    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
 
 
 def project_full(points: np.ndarray, cam_t_full: np.ndarray, focal: np.ndarray, img_size: np.ndarray) -> np.ndarray:
@@ -247,63 +192,6 @@ def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     """A Wavefront OBJ of one mesh (vertices [V, 3] metres, faces [F, 3] 0-based)."""
     lines = [f"v {x:.5f} {y:.5f} {z:.5f}" for x, y, z in vertices] + [f"f {a} {b} {c}" for a, b, c in faces + 1]
     path.write_text("\n".join(lines) + "\n")
-
-
-# --- overlay --------------------------------------------------------------------------------------------------------
-
-
-def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, color: Sequence[int] = (255, 255, 0),
-                   conf_threshold: float = 0.3) -> np.ndarray:
-    """A copy of image [H, W, 3] RGB with a dot on every keypoint [J, 3] (pixels, confidence > threshold)."""
-    out = np.ascontiguousarray(image).copy()
-    radius = max(2, round(min(image.shape[:2]) / 150))
-    for x, y, c in keypoints:
-        if c > conf_threshold:
-            cv2.circle(out, (int(round(x)), int(round(y))), radius, tuple(int(v) for v in color), -1, cv2.LINE_AA)
-    return out
-
-
-def overlay_people(renderer: Renderer, image: np.ndarray, vertices: Sequence[np.ndarray], faces: np.ndarray,
-                   focal: float, colors: Sequence[Sequence[int]]) -> np.ndarray:
-    """Meshes already in the full-image camera frame (vertices [V, 3] metres, OpenCV axes) rendered over an image
-    [H, W, 3] uint8 RGB by the pinhole of focal `focal` at the image centre."""
-    if not vertices:
-        return image
-    from utils.render import MeshSpec
-
-    height, width = image.shape[:2]
-    meshes = [MeshSpec(v, faces, vertex_colors=np.tile(np.asarray(c, np.uint8), (len(v), 1)))
-              for v, c in zip(vertices, colors, strict=True)]
-    return renderer.render(meshes, intrinsics(focal, width, height), np.eye(4), background=image).rgb
-
-
-def write_overlay_video(path: Path, frames: list[Path], res: dict[str, np.ndarray], rows: np.ndarray, smpl: SMPL,
-                        keypoints: dict[str, dict[int, np.ndarray]], fps: float, renderer: Renderer) -> int:
-    """Every frame of a video with its people's meshes (and input keypoints if given); returns the frame count."""
-    from utils.imutils import read_image_rgb
-
-    by_frame: dict[str, list[int]] = {}
-    for r in rows.tolist():
-        by_frame.setdefault(Path(str(res["imgname"][r])).name, []).append(r)
-    writer = None
-    for path_in in frames:
-        image = read_image_rgb(path_in)
-        if writer is None:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
-        here = np.array(by_frame.get(path_in.name, []), dtype=np.int64)
-        if len(here):
-            verts = iter_vertices(smpl, res["rotmat"][here], res["betas"][here])
-            tracks = [split_track(str(res["track"][r]))[1] for r in here]
-            placed = [v + res["cam_t_full"][r] for v, r in zip(verts, here, strict=True)]
-            image = overlay_people(renderer, image, placed, smpl.faces, float(res["focal_length"][here[0]]),
-                                   [PALETTE[k % len(PALETTE)] for k in tracks])
-            for r in here:
-                kp = keypoints.get(str(res["track"][r]), {}).get(int(res["frame_id"][r]))
-                image = draw_keypoints(image, kp) if kp is not None else image
-        writer.write(np.ascontiguousarray(image[:, :, ::-1]))
-    if writer is not None:
-        writer.release()
-    return len(frames)
 
 
 # --- driver ---------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch
 
 from config import AdaptConfig, option
 from datasets.detector import DetectorConfig, PoseDetector, largest_person
-from datasets.export import draw_keypoints, overlay_people
+from datasets.overlay import draw_keypoints, overlay_people
 from models.adaptor import Adaptor, Frame
 from utils.geometry import full_image_camera
 from utils.imutils import person_crop

@@ -9,7 +9,8 @@
     <exppath>/metrics.json        summary (global frame means and per-sequence means), written at the end
 
 A resumed run loads `state.pt`, drops rows of `frames.csv` past the saved frame, and continues; frames after the
-last chunk boundary are recomputed, so the results equal an uninterrupted run.
+last chunk boundary are recomputed, so the results equal an uninterrupted run. `load_results` and `tracks_of` read
+`results.npz` back (the exports).
 """
 from __future__ import annotations
 
@@ -172,3 +173,37 @@ def summarize(rows: list[dict[str, str]]) -> dict[str, Any]:
         sequences.setdefault(row["track"].rsplit(":", 1)[0], []).append(row)
     out["per_sequence"] = {name: {"frames": len(seq_rows), **_means(seq_rows)} for name, seq_rows in sequences.items()}
     return out
+
+
+# --- reading results.npz (the exports) ---------------------------------------------------------------------------------
+
+RESULT_KEYS = ("track", "frame_id", "imgname", "rotmat", "pose", "betas", "pred_cam", "bbox", "img_size",
+               "focal_length", "cam_t_full")
+
+
+def load_results(run_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays of `<run_dir>/results.npz` (one row per adapted frame, written by dynaboa.py)."""
+    path = Path(run_dir) / "results.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} not found: `python dynaboa.py --dataset internet --expname "
+                                f"{Path(run_dir).name}` writes it at the end of a run")
+    with np.load(path) as data:
+        missing = [k for k in RESULT_KEYS if k not in data.files]
+        if missing:
+            raise ValueError(f"{path}: keys {missing} missing (has {sorted(data.files)})")
+        return {key: data[key] for key in data.files}
+
+
+def tracks_of(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Track name `"<video>:<k>"` -> its row indices in frame order."""
+    order = np.lexsort((results["frame_id"], results["track"]))
+    tracks: dict[str, list[int]] = {}
+    for i in order.tolist():
+        tracks.setdefault(str(results["track"][i]), []).append(i)
+    return {name: np.array(rows) for name, rows in tracks.items()}
+
+
+def split_track(name: str) -> tuple[str, int]:
+    """`"<video>:<k>"` -> (video, k)."""
+    video, _, k = name.rpartition(":")
+    return video, int(k)

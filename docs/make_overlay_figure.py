@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 
 from datasets.checkpoint import resolve_device, seed_everything  # noqa: E402
 from datasets.detector import PoseDetector, largest_person  # noqa: E402
-from datasets.export import draw_keypoints  # noqa: E402
 from datasets.live import RunStats, Session, WebcamAdaptConfig, WebcamConfig  # noqa: E402
+from datasets.overlay import draw_keypoints  # noqa: E402
 from utils.imutils import read_image_rgb  # noqa: E402
 
 DEFAULT_PHOTO = REPO.parent / "shared" / "data" / "real_images" / "lunge_pexels.jpg"

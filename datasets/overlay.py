@@ -1,0 +1,97 @@
+"""A run's meshes drawn over its frames: SMPL of the results in chunks, the full-image pinhole, keypoint dots, meshes
+rendered by the full-image camera, and the overlay video of a video's people (used by the exports, the webcam and the
+synthetic benchmark's demonstration video)."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+
+from datasets.results import split_track
+from models.hmr import rotmat_smpl_params
+from models.smpl import SMPL
+
+if TYPE_CHECKING:
+    from utils.render import Renderer  # imported when a video is made (it sets up headless OpenGL)
+
+PALETTE = [(205, 129, 98), (98, 160, 205), (120, 200, 110), (210, 190, 90), (180, 110, 200), (90, 200, 190)]  # RGB
+CHUNK = 128  # frames per SMPL forward
+
+
+@torch.no_grad()
+def smpl_forward(smpl: SMPL, rotmat: np.ndarray, betas: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """SMPL in chunks of CHUNK frames: yields (vertices [n, 6890, 3], joints [n, 49, 3]) model space, metres."""
+    assert rotmat.shape[1:] == (24, 3, 3) and betas.shape == (len(rotmat), 10), (rotmat.shape, betas.shape)
+    for start in range(0, len(rotmat), CHUNK):
+        rot = torch.as_tensor(rotmat[start:start + CHUNK], dtype=torch.float32)
+        out = smpl(**rotmat_smpl_params(rot, torch.as_tensor(betas[start:start + CHUNK], dtype=torch.float32)))
+        yield out.vertices.numpy(), out.joints.numpy()
+
+
+def iter_vertices(smpl: SMPL, rotmat: np.ndarray, betas: np.ndarray) -> Iterator[np.ndarray]:
+    """Per-frame vertices [6890, 3] (model space, metres), computed CHUNK frames at a time."""
+    for verts, _ in smpl_forward(smpl, rotmat, betas):
+        yield from verts
+
+
+def intrinsics(focal: float, width: int, height: int) -> np.ndarray:
+    """[3, 3] pinhole of the full-image camera: focal `focal` pixels, principal point at the image centre."""
+    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, color: Sequence[int] = (255, 255, 0),
+                   conf_threshold: float = 0.3) -> np.ndarray:
+    """A copy of image [H, W, 3] RGB with a dot on every keypoint [J, 3] (pixels, confidence > threshold)."""
+    out = np.ascontiguousarray(image).copy()
+    radius = max(2, round(min(image.shape[:2]) / 150))
+    for x, y, c in keypoints:
+        if c > conf_threshold:
+            cv2.circle(out, (int(round(x)), int(round(y))), radius, tuple(int(v) for v in color), -1, cv2.LINE_AA)
+    return out
+
+
+def overlay_people(renderer: Renderer, image: np.ndarray, vertices: Sequence[np.ndarray], faces: np.ndarray,
+                   focal: float, colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """Meshes already in the full-image camera frame (vertices [V, 3] metres, OpenCV axes) rendered over an image
+    [H, W, 3] uint8 RGB by the pinhole of focal `focal` at the image centre."""
+    if not vertices:
+        return image
+    from utils.render import MeshSpec
+
+    height, width = image.shape[:2]
+    meshes = [MeshSpec(v, faces, vertex_colors=np.tile(np.asarray(c, np.uint8), (len(v), 1)))
+              for v, c in zip(vertices, colors, strict=True)]
+    return renderer.render(meshes, intrinsics(focal, width, height), np.eye(4), background=image).rgb
+
+
+def write_overlay_video(path: Path, frames: list[Path], res: dict[str, np.ndarray], rows: np.ndarray, smpl: SMPL,
+                        keypoints: dict[str, dict[int, np.ndarray]], fps: float, renderer: Renderer) -> int:
+    """Every frame of a video with its people's meshes (and input keypoints if given); returns the frame count."""
+    from utils.imutils import read_image_rgb
+
+    by_frame: dict[str, list[int]] = {}
+    for r in rows.tolist():
+        by_frame.setdefault(Path(str(res["imgname"][r])).name, []).append(r)
+    writer = None
+    for path_in in frames:
+        image = read_image_rgb(path_in)
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+        here = np.array(by_frame.get(path_in.name, []), dtype=np.int64)
+        if len(here):
+            verts = iter_vertices(smpl, res["rotmat"][here], res["betas"][here])
+            tracks = [split_track(str(res["track"][r]))[1] for r in here]
+            placed = [v + res["cam_t_full"][r] for v, r in zip(verts, here, strict=True)]
+            image = overlay_people(renderer, image, placed, smpl.faces, float(res["focal_length"][here[0]]),
+                                   [PALETTE[k % len(PALETTE)] for k in tracks])
+            for r in here:
+                kp = keypoints.get(str(res["track"][r]), {}).get(int(res["frame_id"][r]))
+                image = draw_keypoints(image, kp) if kp is not None else image
+        writer.write(np.ascontiguousarray(image[:, :, ::-1]))
+    if writer is not None:
+        writer.release()
+    return len(frames)
