@@ -175,7 +175,7 @@ def summarize(rows: list[dict[str, str]]) -> dict[str, Any]:
     return out
 
 
-# --- reading results.npz (the exports) ---------------------------------------------------------------------------------
+# --- reading results.npz (the exports) --------------------------------------------------------------------------------
 
 RESULT_KEYS = ("track", "frame_id", "imgname", "rotmat", "pose", "betas", "pred_cam", "bbox", "img_size",
                "focal_length", "cam_t_full")
