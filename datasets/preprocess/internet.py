@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config import DataPaths
+from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
 from utils.keypoints import (
     CONF_THRESHOLD,
     binarize_confidence,
@@ -47,6 +47,26 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "alphapose", "openpose", "dynaboa")
 OPENPOSE_FILE = re.compile(r"^(?P<video>.+)_(?P<frame>\d{12})_keypoints\.json$")
+
+
+@dataclass
+class InternetConfig:
+    """Options of `process_data.py --dataset internet`: where the keypoints are, the original's filters, the tracker."""
+
+    root: Path | None = option("folder of keypoint files; None: $INTERNET_ROOT", default=None)
+    out: Path | None = option("folder for the npz files; None: the root", default=None)
+    format: str = option("keypoint source format", default="auto", choices=FORMATS)
+    min_score: float = option("AlphaPose detection score threshold", default=2.5)
+    min_size: float = option("minimum diagonal (px) of the box of the confident joints", default=250.0)
+    conf_threshold: float = option("a joint counts above this", default=CONF_THRESHOLD)
+    scale_factor: float = option("box enlargement (scale = f*side/200)", default=1.2)
+    tracker: str = option("auto: the detector's track ids when every detection has one, else greedy association",
+                          default="auto", choices=("auto", "idx", "greedy"))
+    max_gap: int = option("frames a track may miss before it ends", default=10)
+    max_dist: float = option("greedy tracker: max centre distance to the predicted box, in box sides", default=0.5)
+    min_iou: float = option("greedy tracker: min IoU with the predicted box", default=0.3)
+    overwrite: bool = option("replace the track files of an earlier run (off: refuse and change nothing)",
+                             default=False)
 
 
 @dataclass
@@ -157,14 +177,14 @@ def discover(root: Path, fmt: str = "auto") -> list[VideoDetections]:
     return sorted(found, key=lambda d: d.video)
 
 
-def select(det: VideoDetections, args: argparse.Namespace) -> np.ndarray:
+def select(det: VideoDetections, cfg: InternetConfig) -> np.ndarray:
     """[M] bool: detections passing the score, confident-joint and size filters."""
     keep = np.ones(len(det.frames), dtype=bool)
     if len(det.frames) == 0:
         return keep
-    keep &= ~(det.scores < args.min_score)  # NaN (no score) passes
-    _, _, has_box = keypoint_box(det.keypoints, args.conf_threshold)
-    keep &= has_box & (visible_diagonal(det.keypoints, args.conf_threshold) >= args.min_size)
+    keep &= ~(det.scores < cfg.min_score)  # NaN (no score) passes
+    _, _, has_box = keypoint_box(det.keypoints, cfg.conf_threshold)
+    keep &= has_box & (visible_diagonal(det.keypoints, cfg.conf_threshold) >= cfg.min_size)
     return keep
 
 
@@ -249,16 +269,16 @@ def _ids_are_tracks(det: VideoDetections) -> bool:
     return len(pairs) == len(det.frames)
 
 
-def split_tracks(det: VideoDetections, centers: np.ndarray, sides: np.ndarray, args: argparse.Namespace) -> np.ndarray:
+def split_tracks(det: VideoDetections, centers: np.ndarray, sides: np.ndarray, cfg: InternetConfig) -> np.ndarray:
     """[M] track label per detection, numbered 0, 1, ... by first appearance (frame, then box centre x)."""
-    if args.tracker == "idx" and (det.track_ids < 0).any():
+    if cfg.tracker == "idx" and (det.track_ids < 0).any():
         raise ValueError(f"{det.video}: --tracker idx but some detections carry no track id")
-    if args.tracker == "idx" or (args.tracker == "auto" and _ids_are_tracks(det)):
+    if cfg.tracker == "idx" or (cfg.tracker == "auto" and _ids_are_tracks(det)):
         raw = det.track_ids
     else:
-        if args.tracker == "auto" and (det.track_ids >= 0).any():
+        if cfg.tracker == "auto" and (det.track_ids >= 0).any():
             logger.info("%s: the detector's ids repeat within a frame (no tracking); associating boxes", det.video)
-        raw = associate(det.frames, centers, sides, args.max_gap, args.max_dist, args.min_iou)
+        raw = associate(det.frames, centers, sides, cfg.max_gap, cfg.max_dist, cfg.min_iou)
     first: dict[int, int] = {}
     for i in np.lexsort((centers[:, 0], det.frames)):
         first.setdefault(int(raw[i]), len(first))
@@ -279,9 +299,9 @@ def _dedupe(labels: np.ndarray, frames: np.ndarray, scores: np.ndarray, sides: n
     return keep
 
 
-def process_video(det: VideoDetections, out_dir: Path, args: argparse.Namespace) -> list[Path]:
+def process_video(det: VideoDetections, out_dir: Path, cfg: InternetConfig) -> list[Path]:
     """Filter, track and write the npz files of one video; returns the files written."""
-    keep = select(det, args)
+    keep = select(det, cfg)
     if not keep.any():
         logger.warning("%s: no person passed the filters (%d detections); nothing written", det.video,
                        len(det.frames))
@@ -289,10 +309,10 @@ def process_video(det: VideoDetections, out_dir: Path, args: argparse.Namespace)
     idx = np.flatnonzero(keep)
     kept = VideoDetections(det.video, det.layout, det.frames[idx], [det.images[i] for i in idx],
                            det.keypoints[idx], det.scores[idx], det.track_ids[idx])
-    center, scale, _ = keypoint_box(kept.keypoints, args.conf_threshold, args.scale_factor)
-    labels = split_tracks(kept, center, scale * 200.0, args)
+    center, scale, _ = keypoint_box(kept.keypoints, cfg.conf_threshold, cfg.scale_factor)
+    labels = split_tracks(kept, center, scale * 200.0, cfg)
     unique = _dedupe(labels, kept.frames, kept.scores, scale)
-    part = binarize_confidence(to_j49(kept.keypoints, kept.layout), args.conf_threshold)
+    part = binarize_confidence(to_j49(kept.keypoints, kept.layout), cfg.conf_threshold)
     written = []
     for label in range(int(labels.max()) + 1):
         rows = np.flatnonzero((labels == label) & unique)
@@ -315,48 +335,34 @@ def existing_tracks(out_dir: Path, videos: list[str]) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `process_data.py --dataset internet`."""
-    group = parser.add_argument_group("internet videos")
-    group.add_argument("--root", type=Path, default=None, help="folder of keypoint files (default: $INTERNET_ROOT)")
-    group.add_argument("--out", type=Path, default=None, help="folder for the npz files (default: the root)")
-    group.add_argument("--format", choices=FORMATS, default="auto", help="keypoint source format (default: auto)")
-    group.add_argument("--min-score", type=float, default=2.5, help="AlphaPose detection score threshold")
-    group.add_argument("--min-size", type=float, default=250.0,
-                       help="minimum diagonal (px) of the box of the confident joints")
-    group.add_argument("--conf-threshold", type=float, default=CONF_THRESHOLD, help="a joint counts above this")
-    group.add_argument("--scale-factor", type=float, default=1.2, help="box enlargement (scale = f*side/200)")
-    group.add_argument("--tracker", choices=("auto", "idx", "greedy"), default="auto",
-                       help="auto: the detector's track ids when every detection has one, else greedy association")
-    group.add_argument("--max-gap", type=int, default=10, help="frames a track may miss before it ends")
-    group.add_argument("--max-dist", type=float, default=0.5,
-                       help="greedy tracker: max centre distance to the predicted box, in box sides")
-    group.add_argument("--min-iou", type=float, default=0.3, help="greedy tracker: min IoU with the predicted box")
-    group.add_argument("--overwrite", action="store_true",
-                       help="replace the track files of an earlier run (default: refuse and change nothing)")
+    """Options of `process_data.py --dataset internet` (the fields of `InternetConfig`)."""
+    add_dataclass_arguments(parser, InternetConfig, "internet videos")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Convert every video's keypoints under the root; returns 0 (1 if no keypoint file was found)."""
-    root = args.root if args.root is not None else DataPaths.from_root().internet_root
-    out_dir = args.out if args.out is not None else root
+def run(args: argparse.Namespace | InternetConfig) -> int:
+    """Convert every video's keypoints under the root (options parsed by `process_data.py`, or a config); returns 0
+    (1 if no keypoint file or no person was found, or earlier track files would be replaced)."""
+    cfg = args if isinstance(args, InternetConfig) else config_from_namespace(InternetConfig, args)
+    root = cfg.root if cfg.root is not None else DataPaths.from_root().internet_root
+    out_dir = cfg.out if cfg.out is not None else root
     out_dir.mkdir(parents=True, exist_ok=True)
-    videos = discover(root, args.format)
+    videos = discover(root, cfg.format)
     if not videos:
-        logger.error("no %s keypoint files under %s", args.format, root)
+        logger.error("no %s keypoint files under %s", cfg.format, root)
         return 1
     earlier = existing_tracks(out_dir, [det.video for det in videos])
-    if earlier and not args.overwrite:
+    if earlier and not cfg.overwrite:
         logger.error("%s already holds the track files of an earlier run (%s); nothing was changed: pass "
                      "--overwrite to replace them", out_dir, ", ".join(p.name for p in earlier))
         return 1
     for stale in earlier:  # a rerun with fewer tracks leaves none behind
         stale.unlink()
-    total = sum(len(process_video(det, out_dir, args)) for det in videos)
+    total = sum(len(process_video(det, out_dir, cfg)) for det in videos)
     if total == 0:
         logger.error("no person found in %s (%d detections in all; a person needs %d px of confidently detected "
                      "joints, --min-size): nothing to adapt on; try a video where a person is seen whole, or a lower "
                      "--min-size", ", ".join(det.video for det in videos), sum(len(d.frames) for d in videos),
-                     int(args.min_size))
+                     int(cfg.min_size))
         return 1
     logger.info("%d npz file(s) written to %s", total, out_dir)
     return 0
