@@ -1,6 +1,7 @@
 """datasets.synthetic.benchmark on the tiny world: the `make demo` path (assets, retrieval, runs, table, overlay)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -77,6 +78,11 @@ def test_parallel_runs_equal_serial_and_write_windows_and_curves(tiny_world, ass
     assert "per window of 4 frames" in parallel and "per sequence" in parallel
     for png in (tmp_path / "parallel" / "curves.png", tmp_path / "docs" / "curves.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # report only: nothing runs; a run of the plan that has not finished is named as not run
+    more = dataclasses.replace(plan, runs=plan.runs + (("online fine-tuning", "GT 2D"),))
+    text = benchmark.run_benchmark(more, root, tmp_path / "parallel", report_only=True)
+    assert "Not run yet: online fine-tuning (GT 2D)" in text
+    assert not (tmp_path / "parallel" / "online_fine-tuning_smpl_j2d").exists()
 
 
 def test_window_means_and_worse_windows_count():
@@ -100,6 +106,7 @@ def test_plans_name_known_methods_and_protocols(tmp_path):
         assert plan.runs and all(m in benchmark.METHODS for m, _ in plan.runs)
     full = benchmark.load_plan("full")
     assert {p for _, p in full.runs} == {"GT 2D", "estimated 2D"} and full.max_frames == 0
+    assert set(full.first) <= {m for m, _ in full.runs}
     bad = tmp_path / "bad.yaml"
     bad.write_text("world: tiny\nroot: x\nruns:\n  GT 2D: [no such method]\n")
     with pytest.raises(ValueError, match="no such method"):

@@ -65,6 +65,7 @@ class Plan:
     figure: str | None = None  # also write the curves here (relative to the repository)
     overlay: bool = False  # overlay video of the first DynaBOA run
     source: str | None = None  # take the source domain and body model from this world (seed 0) instead
+    first: tuple[str, ...] = ()  # methods whose runs start before the others (the table keeps the plan's order)
 
 
 def load_plan(name_or_path: str) -> Plan:
@@ -82,7 +83,7 @@ def load_plan(name_or_path: str) -> Plan:
             if method not in METHODS:
                 raise ValueError(f"{path}: unknown method {method!r}; methods are named in {PLANS / 'methods.yaml'}")
             runs.append((method, protocol))
-    return Plan(runs=tuple(runs), **spec)
+    return Plan(runs=tuple(runs), first=tuple(spec.pop("first", ())), **spec)
 
 
 def run_name(method: str, protocol: str) -> str:
@@ -185,6 +186,7 @@ def run_all(plan: Plan, root: Path, out: Path, jobs: int) -> dict[tuple[str, str
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     todo = [r for r in plan.runs if not (out / run_name(*r) / "metrics.json").is_file()
             or older_than_model(out / run_name(*r) / "metrics.json", root)]
+    todo.sort(key=lambda r: r[0] not in plan.first)  # stable: the plan's order within each group
     if jobs > 1 and len(todo) > 1:
         logger.info("%d runs, %d to do, in %d processes", len(plan.runs), len(todo), jobs)
         joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_method)(root, out, m, p, plan.max_frames, threads)
@@ -211,17 +213,31 @@ def write_demo_overlay(run_dir: Path, root: Path) -> Path:
     return out
 
 
-def run_benchmark(plan: Plan, root: Path, out: Path, jobs: int = 1, k: int = 10, max_samples: int = 5000) -> str:
-    """Build what is missing, run what is not finished, and write the tables and curves; returns the tables."""
+def finished_runs(plan: Plan, out: Path) -> dict[tuple[str, str], dict]:
+    """The metrics of the plan's runs that have finished (the others are left out)."""
+    done = {r: out / run_name(*r) / "metrics.json" for r in plan.runs}
+    return {r: json.loads(path.read_text()) for r, path in done.items() if path.is_file()}
+
+
+def run_benchmark(plan: Plan, root: Path, out: Path, jobs: int = 1, k: int = 10, max_samples: int = 5000,
+                  report_only: bool = False) -> str:
+    """Build what is missing, run what is not finished, and write the tables and curves; returns the tables.
+    `report_only`: run nothing; tables and curves of the finished runs, naming those not run."""
     from datasets.synthetic import report
 
-    ensure_world(plan, root, jobs)
-    if any(run_configs(root, out, m, p, 0, 0)[1].retrieval for m, p in plan.runs):
-        ensure_retrieval(root, k, max_samples)
-    out.mkdir(parents=True, exist_ok=True)
-    results = run_all(plan, root, out, jobs)
+    if report_only:
+        results = finished_runs(plan, out)
+    else:
+        ensure_world(plan, root, jobs)
+        if any(run_configs(root, out, m, p, 0, 0)[1].retrieval for m, p in plan.runs):
+            ensure_retrieval(root, k, max_samples)
+        out.mkdir(parents=True, exist_ok=True)
+        results = run_all(plan, root, out, jobs)
     rows = {key: report.read_rows(out / run_name(*key)) for key in results}
     text = report.format_report(results, rows, plan.window)
+    missing = [f"{m} ({p})" for m, p in plan.runs if (m, p) not in results]
+    if missing:
+        text += "\nNot run yet: " + ", ".join(missing) + ".\n"
     (out / "benchmark.md").write_text(text)
     (out / "benchmark.json").write_text(json.dumps({f"{m} | {p}": v for (m, p), v in results.items()}, indent=2))
     figures = [out / "curves.png"] + ([REPO_ROOT / plan.figure] if plan.figure else [])
@@ -241,6 +257,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="processes: runs in parallel, and world generation")
     parser.add_argument("--only", action="append", default=None, help="run only this method (repeatable)")
     parser.add_argument("--max-frames", type=int, default=None, help="override the plan's frame count (0 = all)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write the tables and curves of the runs that have finished")
     parser.add_argument("--k", type=int, default=10, help="clusters of the retrieval database")
     parser.add_argument("--max-samples", type=int, default=5000,
                         help="source frames in the retrieval database (a seeded random subset; 0 = all)")
@@ -262,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_frames is not None:
         plan = dataclasses.replace(plan, max_frames=args.max_frames)
     out = args.out or REPO_ROOT / "exps" / f"synthetic_{Path(args.plan).stem}"
-    print(run_benchmark(plan, REPO_ROOT / plan.root, out, args.jobs, args.k, args.max_samples), end="")
+    print(run_benchmark(plan, REPO_ROOT / plan.root, out, args.jobs, args.k, args.max_samples, args.report_only),
+          end="")
     return 0
 
 
