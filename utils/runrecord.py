@@ -1,7 +1,0 @@
-"""Moved to datasets/runrecord.py (issue 14's layers). This alias serves only processes started before the move, whose
-functions still import `utils.runrecord` lazily; delete it (and its row in tests/test_layers.py) once they have finished."""
-import sys
-
-from datasets import runrecord as _moved
-
-sys.modules[__name__] = _moved
