@@ -107,6 +107,9 @@ def test_plans_name_known_methods_and_protocols(tmp_path):
     full = benchmark.load_plan("full")
     assert {p for _, p in full.runs} == {"GT 2D", "estimated 2D"} and full.max_frames == 0
     assert set(full.first) <= {m for m, _ in full.runs}
+    order = benchmark.start_order(full, full.runs)
+    assert order[:len(full.first)] == [(m, "GT 2D") for m in full.first]
+    assert order[len(full.first)][1] == "estimated 2D" and sorted(order) == sorted(full.runs)
     bad = tmp_path / "bad.yaml"
     bad.write_text("world: tiny\nroot: x\nruns:\n  GT 2D: [no such method]\n")
     with pytest.raises(ValueError, match="no such method"):

@@ -179,6 +179,14 @@ def run_method(root: Path, out: Path, method: str, protocol: str, max_frames: in
     return json.loads(metrics.read_text())
 
 
+def start_order(plan: Plan, runs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The runs of the plan's `first` methods (keypoints by keypoints, each in the `first` order), then the others
+    in the plan's order."""
+    protocols = list(dict.fromkeys(p for _, p in plan.runs))
+    return sorted(runs, key=lambda r: (r[0] not in plan.first, protocols.index(r[1]),
+                                       plan.first.index(r[0]) if r[0] in plan.first else 0))
+
+
 def run_all(plan: Plan, root: Path, out: Path, jobs: int) -> dict[tuple[str, str], dict]:
     """Every run of the plan, in `jobs` processes (one stream per process, `cores // jobs` torch threads each)."""
     import joblib
@@ -186,7 +194,7 @@ def run_all(plan: Plan, root: Path, out: Path, jobs: int) -> dict[tuple[str, str
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     todo = [r for r in plan.runs if not (out / run_name(*r) / "metrics.json").is_file()
             or older_than_model(out / run_name(*r) / "metrics.json", root)]
-    todo.sort(key=lambda r: r[0] not in plan.first)  # stable: the plan's order within each group
+    todo = start_order(plan, todo)
     if jobs > 1 and len(todo) > 1:
         logger.info("%d runs, %d to do, in %d processes", len(plan.runs), len(todo), jobs)
         joblib.Parallel(n_jobs=jobs)(joblib.delayed(run_method)(root, out, m, p, plan.max_frames, threads)
