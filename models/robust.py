@@ -1,5 +1,5 @@
 """Mechanisms against drift and unreliable 2D keypoints on long streams (options of `config.AdaptConfig`, all off by
-default; docs/method.md §9 describes them):
+default; docs/method.md §13 describes them):
 
 - `anchor_toward_base`: a soft reset, an exponential moving average of the adapted weights toward the base model's
   after every frame (`anchor_rate`), so that what a long stream teaches decays instead of accumulating;
