@@ -23,7 +23,7 @@ test: $(STAMP)
 	PYOPENGL_PLATFORM=egl OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} PYTHON=$(PY) bash run_on_synthetic.sh --preset demo
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} PYTHON=$(PY) bash run_on_synthetic.sh --plan demo
 
 clean-venv:
 	rm -rf $(VENV)

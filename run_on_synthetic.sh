@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The synthetic benchmark: builds the synthetic world and the retrieval files if absent (cached), then runs the base
-# model, online fine-tuning, BOA, DynaBOA and source-free DynaBOA under GT and estimated 2D, and prints the table.
-#   bash run_on_synthetic.sh                  # full (exps/synthetic_full/benchmark.md)
-#   bash run_on_synthetic.sh --preset demo    # what `make demo` runs
+# The synthetic benchmark: builds the synthetic world and the retrieval files if absent (cached), then runs the
+# methods of a plan (datasets/synthetic/plans/*.yaml) in parallel processes and writes the tables and the curves.
+#   bash run_on_synthetic.sh                   # the benchmark of record (exps/synthetic_full/benchmark.md, curves)
+#   bash run_on_synthetic.sh --plan quick      # a short check: the first target sequence
+#   bash run_on_synthetic.sh --plan sweep      # the validation world's choice of rates
+#   bash run_on_synthetic.sh --plan demo       # what `make demo` runs
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # busy-waiting OpenMP threads collapse on a shared machine
 cd "$(dirname "$0")"
