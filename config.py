@@ -100,15 +100,48 @@ def _parse_bool01(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
 
 
+class _BoolFlag(argparse.Action):
+    """`--x` alone, or `--x 1/0` (the original's integer flags); help and usage show it as `--x / --no-x`."""
+
+    def __init__(self, option_strings, dest, negative: str = "", **kwargs):
+        super().__init__(option_strings, dest, nargs="?", const=True, type=_parse_bool01, metavar="{0,1}", **kwargs)
+        self.negative = negative
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+
+
+def _bool_help(base: type) -> type:
+    """`base` (a HelpFormatter class) showing `_BoolFlag` options as `--x / --no-x` in help and usage."""
+    if getattr(base, "_shows_bool_flags", False):
+        return base
+
+    class BoolHelpFormatter(base):
+        _shows_bool_flags = True
+
+        def _format_action_invocation(self, action):
+            if isinstance(action, _BoolFlag):
+                return " / ".join([*action.option_strings, action.negative])
+            return super()._format_action_invocation(action)
+
+        def _format_args(self, action, default_metavar):
+            if isinstance(action, _BoolFlag):  # usage: `[--x | --no-x]`
+                return f"| {action.negative}"
+            return super()._format_args(action, default_metavar)
+
+    return BoolHelpFormatter
+
+
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser, cls: type, group_title: str | None = None, aliases: dict | None = None
 ) -> None:
     """Add one option per field of dataclass `cls`.
 
-    A field `use_boa: bool` becomes `--use-boa [0|1]` and `--no-use-boa` plus the original spelling
-    `--use_boa {0,1}`; other fields become `--field-name VALUE` plus `--field_name VALUE`. `aliases` maps a field name to extra option
+    A field `use_boa: bool` becomes `--use-boa` / `--no-use-boa` (what `--help` shows), and also accepts
+    `--use-boa 1/0` and the original spelling `--use_boa {0,1}`; other fields become `--field-name VALUE` plus `--field_name VALUE`. `aliases` maps a field name to extra option
     strings (e.g. the original's `--vid_path` for `video`). Help text is the field's `metadata["help"]`.
     """
+    parser.formatter_class = _bool_help(parser.formatter_class)
     group = parser.add_argument_group(group_title or cls.__name__)
     hints = typing.get_type_hints(cls)
     aliases = aliases or {}
@@ -120,8 +153,8 @@ def add_dataclass_arguments(
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if tp is bool:
             # `--x` alone or `--x 1/0` (the original's integer flags), `--no-x`, and the spelling `--x_y 1/0`
-            group.add_argument(dashed, *extra, dest=f.name, nargs="?", const=True, type=_parse_bool01,
-                               metavar="{0,1}", default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(dashed, *extra, dest=f.name, action=_BoolFlag, negative="--no-" + dashed[2:],
+                               default=argparse.SUPPRESS, help=help_text)
             group.add_argument("--no-" + dashed[2:], dest=f.name, action="store_false", default=argparse.SUPPRESS,
                                help=argparse.SUPPRESS)
             if under != dashed:

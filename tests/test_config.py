@@ -51,6 +51,20 @@ def test_both_flag_spellings():
         _parse(["--use_boa", "maybe"])
 
 
+def test_help_shows_the_spellings_users_type():
+    """Booleans read `--x / --no-x` in help and usage; the `{0,1}` value and the `--x_y` spelling stay hidden."""
+    from datasets.live import WebcamConfig
+    parser = build_parser("t", [(WebcamConfig, "webcam"), (AdaptConfig, "adaptation")])
+    text = parser.format_help()
+    assert "--display / --no-display" in text and "[--display | --no-display]" in text
+    assert "--use-boa / --no-use-boa" in text and "[--use-boa | --no-use-boa]" in text
+    assert "{0,1}" not in text and "--use_boa" not in text and "--lr LR" in text
+    assert parser.parse_args(["--no-display"]).display is False
+    assert parser.parse_args(["--use_boa", "0", "--use-meanteacher", "1"]).use_boa is False
+    assert parser.parse_args(["--display", "0"]).display is False
+    assert parser.parse_args(["--display"]).display is True
+
+
 def test_yaml_override_then_command_line_wins(tmp_path):
     yml = tmp_path / "c.yaml"
     yml.write_text("optim_steps: 2\nmotionloss_weight: 0.5\n")
