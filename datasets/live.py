@@ -20,6 +20,7 @@ import torch
 from config import AdaptConfig, option
 from datasets.detector import DetectorConfig, PoseDetector, largest_person
 from datasets.overlay import draw_keypoints, overlay_people
+from datasets.video_out import open_video
 from models.adaptor import Adaptor, Frame
 from utils.geometry import full_image_camera
 from utils.imutils import person_crop
@@ -187,15 +188,12 @@ class VideoSink:
         self.path, self.fps = Path(path), fps
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.target = self.path if fps else self.path.with_name(self.path.stem + ".part.avi")
-        self.writer: cv2.VideoWriter | None = None
+        self.writer = None
 
     @staticmethod
-    def _open(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-        fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        if not writer.isOpened():
-            raise OSError(f"cannot write video {path} ({fourcc})")
-        return writer
+    def _open(path: Path, fps: float, size: tuple[int, int]):
+        """H.264 for .mp4 when PyAV has it (else mp4v), Motion-JPEG for .avi; frames in OpenCV's BGR order."""
+        return open_video(path, fps, size, order="bgr")
 
     def write(self, frame_bgr: np.ndarray) -> None:
         if self.writer is None:
@@ -205,14 +203,14 @@ class VideoSink:
     def close(self, measured_fps: float) -> None:
         if self.writer is None:
             return
-        self.writer.release()
+        self.writer.close()
         if self.target != self.path:  # live camera: copy the frames at the measured rate
             writer = None
             for _, frame in iter_video_frames(self.target):
                 writer = writer or self._open(self.path, max(measured_fps, 0.1), (frame.shape[1], frame.shape[0]))
                 writer.write(frame)
             if writer is not None:
-                writer.release()
+                writer.close()
             self.target.unlink()
         logger.info("saved %s at %.2f fps", self.path, self.fps or measured_fps)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from datasets.results import split_track
+from datasets.video_out import open_video
 from models.hmr import rotmat_smpl_params
 from models.smpl import SMPL
 
@@ -80,7 +81,7 @@ def write_overlay_video(path: Path, frames: list[Path], res: dict[str, np.ndarra
     for path_in in frames:
         image = read_image_rgb(path_in)
         if writer is None:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+            writer = open_video(path, fps, (image.shape[1], image.shape[0]))  # H.264 if PyAV has it, else mp4v
         here = np.array(by_frame.get(path_in.name, []), dtype=np.int64)
         if len(here):
             verts = iter_vertices(smpl, res["rotmat"][here], res["betas"][here])
@@ -91,7 +92,7 @@ def write_overlay_video(path: Path, frames: list[Path], res: dict[str, np.ndarra
             for r in here:
                 kp = keypoints.get(str(res["track"][r]), {}).get(int(res["frame_id"][r]))
                 image = draw_keypoints(image, kp) if kp is not None else image
-        writer.write(np.ascontiguousarray(image[:, :, ::-1]))
+        writer.write(np.ascontiguousarray(image))
     if writer is not None:
-        writer.release()
+        writer.close()
     return len(frames)
