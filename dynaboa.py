@@ -11,8 +11,10 @@ work is done by `datasets.session`; this file is its command line.
 
 The original adapts one continuous stream. `--reset-per-sequence` starts every sequence (the track name before ":",
 e.g. `3dpw_25`; the persons of a sequence share its scene, so adaptation carries over between them) from the base
-model with a seed derived from the sequence name, and then `--jobs N` adapts sequences in N processes through joblib
-(whose Dask or Ray backends take the same code to a cluster). Each sequence writes its own run under
+model with a seed derived from the sequence name, and then `--jobs N` adapts sequences in N processes through joblib,
+or `--backend dask` on a dask.distributed cluster (`--scheduler tcp://HOST:8786`, or a local cluster of `--jobs`
+workers; see `datasets/cluster.py` for the commands on real machines). A sequence whose worker dies is run again,
+continuing from its saved state. Each sequence writes its own run under
 `sequences/<name>/` (resumable on its own); they are merged into the same files, in stream order, identical to the
 serial run given the same `--threads`.
 """
@@ -44,6 +46,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfi
     if run.jobs > 1 and not run.reset_per_sequence:
         parser.error("--jobs N > 1 adapts sequences in parallel and needs --reset-per-sequence: one continuous "
                      "stream cannot be split")
+    if run.backend == "dask" and not run.reset_per_sequence:
+        parser.error("--backend dask distributes sequences and needs --reset-per-sequence")
+    if run.scheduler and run.backend != "dask":
+        parser.error("--scheduler is the address of a dask scheduler: add --backend dask")
     return run, resolve_adapt(run, adapt, explicit=vars(ns))
 
 

@@ -9,7 +9,7 @@ as frames finish, chunks of predictions and, at each chunk's end, the state that
 The original adapts one continuous stream. `reset_per_sequence` starts every sequence (the track name before ":",
 e.g. `3dpw_25`; the persons of a sequence share its scene, so adaptation carries over between them) from the base
 model with a seed derived from the sequence name, and then `jobs` > 1 adapts sequences in that many processes through
-joblib. Each sequence writes its own run under `sequences/<name>/` (resumable on its own); they are merged into the
+joblib, or `backend` "dask" on a dask.distributed cluster (`datasets.cluster`). Each sequence writes its own run under `sequences/<name>/` (resumable on its own); they are merged into the
 same files, in stream order, identical to the serial run given the same `threads`.
 """
 
@@ -31,6 +31,7 @@ import torch
 
 from config import POSITIVE, AdaptConfig, DataPaths, config_to_dict, option
 from datasets.base import StreamItem, collate_single
+from datasets.cluster import BACKENDS, Task, raise_failures, run_tasks
 from datasets.checkpoint import input_size, resolve_device, seed_everything, write_json
 from datasets.results import FIELDS, RunWriter, savez_atomic, summarize
 from datasets.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
@@ -86,6 +87,9 @@ class RunConfig:
     jobs: int = option("sequences adapted in parallel processes (needs --reset-per-sequence)", default=1,
                        check=POSITIVE)
     threads: int = option("torch threads per process (0: torch's default, or cores / jobs with --jobs)", default=0)
+    backend: str = option("sequences of --reset-per-sequence on local processes or a dask cluster", default="local",
+                          choices=BACKENDS)
+    scheduler: str = option("dask scheduler (tcp://HOST:8786); empty: a local cluster of --jobs workers", default="")
 
 
 # the original's options that have no effect (docs/method.md §10); accepted so old command lines still run
@@ -295,7 +299,10 @@ def adapt_sequence(run: RunConfig, adapt: AdaptConfig, name: str, first: int, en
     """One sequence of a parallel run, in a worker process: its own run under `<exppath>/sequences/<name>/`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_threads(run)
-    adapt_run(dataclasses.replace(run, workers=0), adapt, run.expdir / run.expname / PARTS_DIR / name, first, end)
+    path = run.expdir / run.expname / PARTS_DIR / name
+    # a directory left by a dead worker or an interrupted run continues from its saved state (later rows dropped)
+    resume = run.resume or (path / "frames.csv").exists()
+    adapt_run(dataclasses.replace(run, workers=0, resume=resume), adapt, path, first, end)
 
 
 def sequence_done(path: Path, frames: int) -> bool:
@@ -330,12 +337,12 @@ def merge_sequences(exppath: Path, names: Sequence[str]) -> dict:
 
 def adapt_parallel(run: RunConfig, adapt: AdaptConfig, exppath: Path, ranges: Sequence[tuple[str, int, int]]
                    ) -> dict:
-    """Adapt the unfinished sequences in `run.jobs` processes (joblib's active backend), then merge them all."""
-    import joblib
-
+    """Adapt the unfinished sequences in `run.jobs` local processes (joblib) or on a dask cluster (`run.backend`),
+    then, once all have finished, merge them all (each once, in stream order)."""
     todo = [r for r in ranges if not sequence_done(exppath / PARTS_DIR / r[0], r[2] - r[1])]
-    logger.info("%d sequences, %d to adapt, %d processes", len(ranges), len(todo), run.jobs)
-    joblib.Parallel(n_jobs=run.jobs)(joblib.delayed(adapt_sequence)(run, adapt, *r) for r in todo)
+    logger.info("%d sequences, %d to adapt, backend %s, %d processes", len(ranges), len(todo), run.backend, run.jobs)
+    tasks = [Task(name, adapt_sequence, (run, adapt, name, first, end)) for name, first, end in todo]
+    raise_failures(run_tasks(tasks, run.backend, run.jobs, run.scheduler))
     return merge_sequences(exppath, [name for name, _, _ in ranges])
 
 
@@ -384,7 +391,7 @@ def run_session(run: RunConfig, adapt: AdaptConfig) -> dict | None:
     end = len(stream) if run.max_frames <= 0 else min(len(stream), run.max_frames)
     write_run_record(run, adapt, paths, exppath, {"img_res": img_res, "frames": len(stream)})
     run = dataclasses.replace(run, img_res=img_res)  # the adaptors built below need not read the checkpoint again
-    if run.jobs > 1:
+    if run.jobs > 1 or run.backend == "dask":
         summary = adapt_parallel(run, adapt, exppath, sequence_ranges(stream_tracks(stream), end))
     else:
         summary = adapt_run(run, adapt, exppath, 0, end, stream)
