@@ -16,6 +16,10 @@
 # Everything of a run lives in OUT/NAME/: input/ (INTERNET_ROOT: images/<video>/, <video>.json, <video>_<k>.npz),
 # the run (config.json, frames.csv, results.npz, metrics.json) and export/<video>/ (docs/exports.md).
 # Source-free adaptation (no Human3.6M) unless the retrieval files and the Human3.6M images are in the data root.
+# Many videos, each adapted from the base model on its own: --batch DIR_OR_LIST (a folder of videos or a text file,
+# one path a line) with --jobs N (videos at a time, default 2) and --backend local|dask (--scheduler ADDRESS, else a
+# local dask cluster): OUT/NAME/videos/<video>/ per video (resumable: rerun with --resume), one progress bar, and a
+# summary table (OUT/NAME/summary.md) of frames, people, seconds per frame and failures (datasets/batch.py).
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # busy-waiting OpenMP threads collapse on a shared machine
 ARGS=("$@")
@@ -26,17 +30,21 @@ PY=${PYTHON:-$REPO/.venv/bin/python}
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 OUT=exps; NAME=internet; DATA_ROOT=""; EVERY=1; MIN_SIZE=250; MULTI=(); EXPORT=(); VIDEOS=(); EXTRA=()
-RESUME=""; OVERWRITE=""
+RESUME=""; OVERWRITE=""; BATCH=""; JOBS=2; BACKEND=local; SCHEDULER=""; PASS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift 2 ;;
     --expname) NAME=$2; shift 2 ;;
     --data-root) DATA_ROOT=$2; shift 2 ;;
-    --every) EVERY=$2; shift 2 ;;
-    --min-size) MIN_SIZE=$2; shift 2 ;;
-    --multi-person) MULTI=(--multi-person); shift ;;
-    --obj) EXPORT+=(--obj); shift ;;
-    --no-video) EXPORT+=(--no-video); shift ;;
+    --every) EVERY=$2; PASS+=("--option=$1" "--option=$2"); shift 2 ;;
+    --min-size) MIN_SIZE=$2; PASS+=("--option=$1" "--option=$2"); shift 2 ;;
+    --multi-person) MULTI=(--multi-person); PASS+=("--option=$1"); shift ;;
+    --obj) EXPORT+=(--obj); PASS+=("--option=$1"); shift ;;
+    --no-video) EXPORT+=(--no-video); PASS+=("--option=$1"); shift ;;
+    --batch) BATCH=$2; shift 2 ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    --backend) BACKEND=$2; shift 2 ;;
+    --scheduler) SCHEDULER=$2; shift 2 ;;
     --resume) RESUME=1; shift ;;
     --overwrite) OVERWRITE=1; shift ;;
     -h|--help) usage 0 ;;
@@ -45,7 +53,10 @@ while [ $# -gt 0 ]; do
     *) VIDEOS+=("$1"); shift ;;
   esac
 done
-[ ${#VIDEOS[@]} -gt 0 ] || { echo "run_on_internet.sh: give at least one video" >&2; usage 2; }
+[ ${#VIDEOS[@]} -gt 0 ] || [ -n "$BATCH" ] || { echo "run_on_internet.sh: give at least one video" >&2; usage 2; }
+if [ -n "$BATCH" ] && [ ${#VIDEOS[@]} -gt 0 ]; then
+  echo "run_on_internet.sh: give videos or --batch DIR_OR_LIST, not both" >&2; exit 2
+fi
 for arg in ${EXTRA[@]+"${EXTRA[@]}"}; do  # the older spelling `-- --resume` / `-- --overwrite` still works
   case "$arg" in --resume) RESUME=1 ;; --overwrite) OVERWRITE=1 ;; esac
 done
@@ -66,12 +77,18 @@ fi
 if [ -n "$OVERWRITE" ] && [ -d "$RUN" ]; then
   echo "run_on_internet.sh: --overwrite: deleting $RUN" >&2; rm -rf "$RUN"
 fi
-mkdir -p "$INTERNET_ROOT/images"
+[ -n "$BATCH" ] || mkdir -p "$INTERNET_ROOT/images"
 
 # no licensed files and no data root chosen: the built-in synthetic assets, with one warning (also in config.json)
 if [ -z "${DYNABOA_DATA:-}" ] && ! "$PY" "$REPO/process_data.py" --check-assets --for internet --source-free \
     >/dev/null 2>&1; then
   DYNABOA_DATA=$("$PY" -m datasets.builtin_assets); export DYNABOA_DATA
+fi
+
+if [ -n "$BATCH" ]; then  # every video through this script on its own, in parallel (datasets/batch.py)
+  mkdir -p "$RUN"
+  exec "$PY" -m datasets.batch "$BATCH" --script "$REPO/run_on_internet.sh" --batch-dir "$RUN" --jobs "$JOBS" \
+    --backend "$BACKEND" ${SCHEDULER:+--scheduler "$SCHEDULER"} ${PASS[@]+"${PASS[@]}"} -- ${EXTRA[@]+"${EXTRA[@]}"}
 fi
 
 # Human3.6M co-training as the original when its files are there (the asset check passes), else source-free;
