@@ -69,7 +69,7 @@ def test_killed_worker_sequence_resumes(world, serial, tmp_path, local_cluster):
         watcher.join()
     assert killed, "no worker was killed: the sequences finished before the watcher saw a saved state"
     name, pid, rows_at_kill, chunk_written = killed[0]
-    assert 0 < rows_at_kill < 10
+    assert 0 < rows_at_kill <= 10  # any death after a saved state, up to the last frame before metrics.json
     same_as_serial(serial, got)  # every frame once, the same numbers
     part = tmp_path / "kill" / "sequences" / name
     assert (part / "preds" / "000000.npz").stat().st_mtime_ns == chunk_written  # continued, not started over
