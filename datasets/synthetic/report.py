@@ -100,6 +100,8 @@ def plot_curves(rows: dict[Key, list[dict[str, str]]], window: int, paths: Seque
     import matplotlib.pyplot as plt
 
     protocols = list(dict.fromkeys(p for _, p in rows))
+    methods = [m for m in dict.fromkeys(m for m, _ in rows) if m != "base model"]
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}  # one colour per method everywhere
     fig, axes = plt.subplots(len(protocols), 2, figsize=(13, 4.2 * len(protocols)), squeeze=False)
     for i, protocol in enumerate(protocols):
         for j, (key, label) in enumerate((("pa_mpjpe", "PA-MPJPE (mm)"), ("mpjpe", "MPJPE (mm)"))):
@@ -108,7 +110,7 @@ def plot_curves(rows: dict[Key, list[dict[str, str]]], window: int, paths: Seque
                 if proto != protocol:
                     continue
                 means = window_means(r, key, window)
-                style = {"color": "black", "linewidth": 2.5} if method == "base model" else {}
+                style = {"color": "black", "linewidth": 2.5} if method == "base model" else {"color": colours[method]}
                 ax.plot(np.arange(len(means)) * window + window / 2, means, marker="o", markersize=3,
                         label=method, **style)
             ax.set_title(f"{label}, {protocol}, per window of {window} frames")
