@@ -32,3 +32,18 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_world(root, preset="tiny", seed=0)
     make_priors(root, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def world(tiny_world: Path) -> Path:
+    """The tiny world plus a random ResNet-18 base model at 64 px (adaptation mechanics, not accuracy): the run,
+    resume, parallel and cluster tests share it."""
+    import torch
+
+    from datasets.checkpoint import save_training_checkpoint
+    from models.hmr import HMR, load_mean_params
+
+    torch.manual_seed(0)
+    model = HMR("resnet18", load_mean_params(tiny_world / "smpl_mean_params.npz"))
+    save_training_checkpoint(tiny_world / "basemodel.pt", model, None, 0, 0, img_res=64)
+    return tiny_world

@@ -11,17 +11,6 @@ import torch
 import dynaboa
 from config import DataPaths
 from datasets import session
-from datasets.checkpoint import save_training_checkpoint
-from models.hmr import HMR, load_mean_params
-
-
-@pytest.fixture(scope="module")
-def world(tiny_world):
-    """The tiny world plus a random ResNet-18 base model at 64 px (adaptation mechanics, not accuracy)."""
-    torch.manual_seed(0)
-    model = HMR("resnet18", load_mean_params(tiny_world / "smpl_mean_params.npz"))
-    save_training_checkpoint(tiny_world / "basemodel.pt", model, None, 0, 0, img_res=64)
-    return tiny_world
 
 
 def run(world, tmp_path, name, *extra):

@@ -11,8 +11,6 @@ import torch
 
 import dynaboa
 from datasets import session
-from datasets.checkpoint import save_training_checkpoint
-from models.hmr import HMR, load_mean_params
 
 FRAMES = 13  # the tiny world's sequences have 10 frames: two sequences, the second one cut short
 
@@ -23,14 +21,6 @@ def keep_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def world(tiny_world):
-    torch.manual_seed(0)
-    model = HMR("resnet18", load_mean_params(tiny_world / "smpl_mean_params.npz"))
-    save_training_checkpoint(tiny_world / "basemodel.pt", model, None, 0, 0, img_res=64)  # as test_dynaboa
-    return tiny_world
 
 
 def run(world, out, name, *extra):

@@ -11,17 +11,7 @@ import pytest
 import torch
 
 import dynaboa
-from datasets.checkpoint import save_training_checkpoint
 from models.adaptor import Adaptor
-from models.hmr import HMR, load_mean_params
-
-
-@pytest.fixture(scope="module")
-def world(tiny_world):
-    torch.manual_seed(0)
-    model = HMR("resnet18", load_mean_params(tiny_world / "smpl_mean_params.npz"))
-    save_training_checkpoint(tiny_world / "basemodel.pt", model, None, 0, 0, img_res=64)
-    return tiny_world
 
 
 def argv(world, out, name, *extra):
