@@ -314,6 +314,9 @@ class AdaptConfig:
                                  default=0.0)
     track_shape_weight: float = option("weight of a loss pulling the betas toward the running mean of the person "
                                        "track's predicted betas: one body shape per person (0 = off)", default=0.0)
+    bone_ratio_weight: float = option("weight of a loss pulling the predicted bone-length ratios (limbs over torso) "
+                                      "toward the person track's running mean: constant proportions (0 = off)",
+                                      default=0.0)
     fixed_steps: int = option("extra single-level steps on every frame, without the dynamic rule (0 = none); gives "
                               "plain fine-tuning as many updates per frame as DynaBOA takes", default=0)
 

@@ -4,8 +4,8 @@ Tracks are concatenated in the original's order (sequence index, then person id;
 `seq*10 + pid` is used as a tuple so ids of 10 or more still sort). Keypoints that drive adaptation:
 - `smpl_j2d` (default, the "#PS" protocol of the paper): the projected ground-truth joints, confidence 1;
 - `op_j2d` (the estimated-2D protocol): the file's OpenPose COCO-18 detections, mapped into both joint blocks
-  (`utils.keypoints.to_j49`), confidence binarised at 0.3 as the internet path, and the box taken from the confident
-  detections (the ground-truth box would leak ground truth); frames with fewer than two confident joints keep the
+  (`utils.keypoints.to_j49`), confidence binarised at 0.3 as the internet path (or, with `confidence="weights"`, the
+  detector's confidence kept as the joint's weight above 0.3), and the box taken from the confident detections (the ground-truth box would leak ground truth); frames with fewer than two confident joints keep the
   file's box.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from datasets.base import StreamItem, crop_item
 from datasets.preprocess.pw3d import OP_SLOTS  # BODY_25 slot of each COCO-18 joint in op_j2d
-from utils.keypoints import CONF_THRESHOLD, binarize_confidence, keypoint_box, to_j49
+from utils.keypoints import CONF_THRESHOLD, binarize_confidence, confidence_weights, keypoint_box, to_j49
 
 FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
 FRAME_PATTERN = re.compile(r"image_(\d+)\.\w+$")  # imageFiles/<seq>/image_%05d.jpg
@@ -50,9 +50,11 @@ class PW3DStream(torch.utils.data.Dataset):
         pw3d_root: the 3DPW root that `imgname` is relative to.
         img_res: crop size of the model.
         keypoints: `smpl_j2d` or `op_j2d` (see the module docstring).
+        confidence: `binary` or `weights`: how the detections' confidences weigh the joints (`op_j2d` only).
     """
 
-    def __init__(self, npz_dir: Path, pw3d_root: Path, img_res: int, keypoints: str = "smpl_j2d") -> None:
+    def __init__(self, npz_dir: Path, pw3d_root: Path, img_res: int, keypoints: str = "smpl_j2d",
+                 confidence: str = "binary") -> None:
         if keypoints not in KEYPOINT_SOURCES:
             raise ValueError(f"keypoints must be one of {KEYPOINT_SOURCES}, got {keypoints!r}")
         self.root, self.img_res = Path(pw3d_root), img_res
@@ -68,6 +70,8 @@ class PW3DStream(torch.utils.data.Dataset):
             if keypoints == "op_j2d":
                 kp = detected_keypoints(data["op_j2d"])
                 det_center, det_scale, valid = keypoint_box(kp, conf_threshold=0.5)
+                if confidence != "binary":
+                    kp = confidence_weights(to_j49(data["op_j2d"][:, OP_SLOTS], "coco18"), confidence)
                 center = np.where(valid[:, None], det_center, center)
                 scale = np.where(valid, det_scale, scale)
             else:

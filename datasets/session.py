@@ -42,6 +42,7 @@ from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.io import atomic_path
+from utils.keypoints import CONFIDENCE_MODES
 
 logger = logging.getLogger("dynaboa")
 PARTS_DIR = "sequences"  # <exppath>/sequences/<name>/: one sequence of a parallel run
@@ -58,6 +59,9 @@ class RunConfig:
     model_file: Path | None = option("base model checkpoint (default: <data root>/basemodel.pt)", default=None)
     keypoints: str = option("2D keypoints that drive adaptation on 3DPW: projected GT (#PS) or the file's detections",
                         default="smpl_j2d", choices=("smpl_j2d", "op_j2d"))
+    kp_confidence: str = option("how detected keypoints' confidences weigh the 2D losses: binary (the original: 1 "
+                                "above 0.3, else 0) or weights (the confidence itself above 0.3)", default="binary",
+                                choices=CONFIDENCE_MODES)
     source_free: bool = option("no source exemplars (no Human3.6M needed): retrieval and co-training off", default=False)
     img_res: int = option("crop size; 0 = the checkpoint's img_res entry, else 224", default=0)
     seed: int = option("random seed", default=22)
@@ -112,7 +116,7 @@ def build_stream(run: RunConfig, paths: DataPaths, img_res: int) -> torch.utils.
     if run.dataset == "3dpw":
         from datasets.pw3d import PW3DStream
 
-        return PW3DStream(paths.dataset_extras, paths.pw3d_root, img_res, run.keypoints)
+        return PW3DStream(paths.dataset_extras, paths.pw3d_root, img_res, run.keypoints, run.kp_confidence)
     from datasets.internet import InternetStream
 
     return InternetStream(paths.internet_root, img_res)

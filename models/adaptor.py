@@ -112,7 +112,7 @@ class Adaptor:
         self.history: collections.deque[Frame] = collections.deque(maxlen=max(self.cfg.interval, 1))
         self.track_id: Hashable | None = None
         self._base = [self._initial_state[n] for n in self.params]  # the soft reset's target
-        self.shapes = robust.TrackShape()
+        self.tracks = robust.TrackPriors(self.cfg.track_shape_weight, self.cfg.bone_ratio_weight)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume the stream: weights, optimiser, teacher, history."""
@@ -122,7 +122,7 @@ class Adaptor:
             "teacher": self.teacher.state_dict() if self.teacher is not None else None,
             "history": [dataclasses.astuple(f) for f in self.history],
             "track_id": self.track_id,
-            "track_shapes": self.shapes.state_dict(),
+            **self.tracks.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -133,8 +133,7 @@ class Adaptor:
         self.history.clear()
         self.history.extend(Frame(*f) for f in state["history"])
         self.track_id = state["track_id"]
-        if "track_shapes" in state:
-            self.shapes.load_state_dict(state["track_shapes"])
+        self.tracks.load_state_dict(state)
 
     # ----------------------------------------------------------------------------------------------------------
     def step(self, frame: Frame) -> StepResult:
@@ -165,8 +164,10 @@ class Adaptor:
             result = self._predict(frame, passes, updated=False, reason=reason)
         if result.updated:
             robust.anchor_toward_base(self.params.values(), self._base, self.cfg.anchor_rate)
-        if self.cfg.track_shape_weight > 0:
-            self.shapes.add(frame.track_id, result.output.pred_betas[:1])
+        out = result.output
+        with torch.no_grad():
+            self.tracks.observe(frame.track_id, out.pred_betas[:1],
+                                lambda: self.smpl(**out.smpl_params()).joints[:1, GT_SLICE])
         self.history.append(Frame(frame.image.detach(), torch.nan_to_num(frame.keypoints.detach()), frame.track_id))
         return result
 
@@ -279,6 +280,7 @@ class Adaptor:
         terms: dict[str, torch.Tensor] = {}  # weighted terms of this level's loss
         if use_frame:
             terms.update(self._frame_terms(out, kp2d, frame, level, logs))
+            terms.update(self.tracks.terms(frame.track_id, out.pred_betas[:1], joints[:1, GT_SLICE]))
         if temporal and teacher_out is not None:
             t_joints = self.smpl(**teacher_out.smpl_params()).joints
             t_loss = losses.teacher_loss(kp2d[:1], project_to_crop(t_joints, teacher_out.pred_cam), joints[:1],
@@ -312,9 +314,6 @@ class Adaptor:
                  shape_prior_loss(out.pred_betas[:1])}
         if self.pose_prior is not None:
             terms["pose_prior"] = cfg.pose_prior_weight * pose_prior_loss(self.pose_prior, out.pred_rotmat[:1])
-        shape = self.shapes.target(frame.track_id) if cfg.track_shape_weight > 0 else None
-        if shape is not None:
-            terms["track_shape"] = cfg.track_shape_weight * robust.track_shape_loss(out.pred_betas[:1], shape)
         logs[f"{level}/kp2d"] = _scalar(l2d)
         return terms
 

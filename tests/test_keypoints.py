@@ -14,6 +14,7 @@ from utils.keypoints import (
     KeypointsFile,
     PersonKeypoints,
     binarize_confidence,
+    confidence_weights,
     keypoint_box,
     layout_to_j49_pairs,
     mapping_table_markdown,
@@ -110,6 +111,15 @@ def test_binarize_confidence() -> None:
     kps = np.array([[[1, 2, 0.31], [3, 4, 0.3], [5, 6, 0.0]]])
     assert binarize_confidence(kps)[0, :, 2].tolist() == [1.0, 0.0, 0.0]
     assert kps[0, 0, 2] == 0.31  # a copy
+
+
+def test_confidence_weights_keep_the_confidence_above_the_threshold() -> None:
+    kps = np.array([[[1, 2, 0.9], [3, 4, 0.45], [5, 6, 0.2]]])
+    assert confidence_weights(kps, "weights")[0, :, 2].tolist() == [0.9, 0.45, 0.0]
+    assert confidence_weights(kps, "binary")[0, :, 2].tolist() == [1.0, 1.0, 0.0]
+    assert np.array_equal(confidence_weights(kps, "weights")[..., :2], kps[..., :2])
+    with pytest.raises(ValueError, match="confidence mode"):
+        confidence_weights(kps, "soft")
 
 
 def test_mapping_doc_is_current() -> None:

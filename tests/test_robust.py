@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from config import AdaptConfig, DataPaths
@@ -32,14 +33,14 @@ def test_a_swapped_joint_is_gated_and_the_others_kept():
 
 
 def test_one_shape_per_track_is_the_running_mean():
-    shapes = robust.TrackShape()
+    shapes = robust.TrackMean()
     assert shapes.target("a") is None
     shapes.add("a", torch.ones(1, 10))
     shapes.add("a", torch.full((1, 10), 3.0))
     shapes.add("b", torch.zeros(1, 10))
     assert torch.allclose(shapes.target("a"), torch.full((1, 10), 2.0))
     assert torch.allclose(shapes.target("b"), torch.zeros(1, 10))
-    restored = robust.TrackShape()
+    restored = robust.TrackMean()
     restored.load_state_dict(shapes.state_dict())
     assert torch.equal(restored.target("a"), shapes.target("a"))
     assert float(robust.track_shape_loss(torch.ones(1, 10), torch.zeros(1, 10))) == 1.0
@@ -67,9 +68,48 @@ def test_adaptor_gates_far_keypoints_and_learns_one_shape_per_track(body_root):
     ad = _adaptor(body_root, outlier_gate=1e-6, track_shape_weight=1.0)
     res = ad.step(make_frame(0, track="a"))
     assert res.gated_joints > 0  # every confident joint is further than 1e-6 from the teacher's projection
-    assert ad.shapes.counts == {"a": 1}
+    assert ad.tracks.shapes.counts == {"a": 1}
     seen = {}
     ad.inspector = lambda level, terms, params: seen.update(terms)
     ad.step(make_frame(1, track="a"))
-    assert "track_shape" in seen and ad.shapes.counts == {"a": 2}
+    assert "track_shape" in seen and ad.tracks.shapes.counts == {"a": 2}
     assert "track_shapes" in ad.state_dict()
+
+
+def test_bone_ratios_are_lengths_over_the_torso_and_ignore_scale():
+    joints = torch.zeros(1, 24, 3)
+    joints[0, 12] = torch.tensor([0.0, 0.5, 0.0])  # neck 0.5 above the pelvis (joint 14 at the origin)
+    joints[0, 0] = torch.tensor([0.0, -0.4, 0.0])  # right ankle 0.4 below the right knee (joint 1 at the origin)
+    ratios = robust.bone_ratios(joints)
+    assert ratios.shape == (1, len(robust.BONES))
+    assert abs(float(ratios[0, 0]) - 0.8) < 1e-6  # right shin / torso
+    assert torch.allclose(robust.bone_ratios(3.0 * joints), ratios)
+    assert float(robust.bone_ratio_loss(ratios, ratios)) == 0.0
+
+
+def test_adaptor_pulls_bone_ratios_toward_the_track_mean(body_root):
+    ad = _adaptor(body_root, bone_ratio_weight=1.0)
+    seen = {}
+    ad.inspector = lambda level, terms, params: seen.update(terms)
+    ad.step(make_frame(0, track="a"))
+    assert "bone_ratio" not in seen and ad.tracks.bones.counts == {"a": 1}  # no target on the track's first frame
+    ad.step(make_frame(1, track="a"))
+    assert "bone_ratio" in seen and ad.tracks.bones.counts == {"a": 2}
+    restored = _adaptor(body_root, bone_ratio_weight=1.0)
+    restored.load_state_dict(ad.state_dict())
+    assert torch.equal(restored.tracks.bones.target("a"), ad.tracks.bones.target("a"))
+
+
+def test_pw3d_stream_keeps_detector_confidences_as_weights(world):
+    """`--kp-confidence weights`: the same joints and boxes as the binary mask, each weighted by its confidence."""
+    from config import DataPaths as Paths
+    from datasets.pw3d import PW3DStream
+
+    paths = Paths.from_root(world)
+    binary = PW3DStream(paths.dataset_extras, paths.pw3d_root, 64, "op_j2d")
+    weights = PW3DStream(paths.dataset_extras, paths.pw3d_root, 64, "op_j2d", "weights")
+    b, w = binary.cols["kp"], weights.cols["kp"]
+    assert np.array_equal(b[..., :2], w[..., :2]) and np.array_equal(binary.cols["scale"], weights.cols["scale"])
+    assert np.array_equal(b[..., 2] > 0, w[..., 2] > 0)
+    soft = w[..., 2][w[..., 2] > 0]
+    assert soft.size and (soft > 0.3).all() and (soft <= 1).all() and (soft < 1).any()

@@ -203,6 +203,22 @@ def binarize_confidence(kps: np.ndarray, conf_threshold: float = CONF_THRESHOLD)
     return out
 
 
+CONFIDENCE_MODES = ("binary", "weights")
+
+
+def confidence_weights(kps: np.ndarray, mode: str = "binary", conf_threshold: float = CONF_THRESHOLD) -> np.ndarray:
+    """A copy of [..., K, 3] keypoints whose confidence column becomes the weight of each joint in the 2D losses:
+    `binary` (the original) 1.0 above `conf_threshold` else 0.0; `weights` the detector's confidence itself above the
+    threshold (a doubtful joint counts less), else 0.0."""
+    if mode not in CONFIDENCE_MODES:
+        raise ValueError(f"confidence mode must be one of {CONFIDENCE_MODES}, got {mode!r}")
+    if mode == "binary":
+        return binarize_confidence(kps, conf_threshold)
+    out = np.array(kps, dtype=np.float64)
+    out[..., 2] = np.where(out[..., 2] > conf_threshold, out[..., 2], 0.0)
+    return out
+
+
 # --- the project's keypoint file ------------------------------------------------------------------------------------
 
 KEYPOINTS_FORMAT = "dynaboa-keypoints"

@@ -33,7 +33,8 @@ import numpy as np
 from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
 from utils.keypoints import (
     CONF_THRESHOLD,
-    binarize_confidence,
+    CONFIDENCE_MODES,
+    confidence_weights,
     is_keypoints_json,
     keypoint_box,
     keypoints_file_from_doc,
@@ -59,6 +60,8 @@ class InternetConfig:
     min_score: float = option("AlphaPose detection score threshold", default=2.5)
     min_size: float = option("minimum diagonal (px) of the box of the confident joints", default=250.0)
     conf_threshold: float = option("a joint counts above this", default=CONF_THRESHOLD)
+    confidence: str = option("a counted joint's weight in the 2D losses: binary (1, the original) or weights (the "
+                             "detector's confidence)", default="binary", choices=CONFIDENCE_MODES)
     scale_factor: float = option("box enlargement (scale = f*side/200)", default=1.2)
     tracker: str = option("auto: the detector's track ids when every detection has one, else greedy association",
                           default="auto", choices=("auto", "idx", "greedy"))
@@ -312,7 +315,7 @@ def process_video(det: VideoDetections, out_dir: Path, cfg: InternetConfig) -> l
     center, scale, _ = keypoint_box(kept.keypoints, cfg.conf_threshold, cfg.scale_factor)
     labels = split_tracks(kept, center, scale * 200.0, cfg)
     unique = _dedupe(labels, kept.frames, kept.scores, scale)
-    part = binarize_confidence(to_j49(kept.keypoints, kept.layout), cfg.conf_threshold)
+    part = confidence_weights(to_j49(kept.keypoints, kept.layout), cfg.confidence, cfg.conf_threshold)
     written = []
     for label in range(int(labels.max()) + 1):
         rows = np.flatnonzero((labels == label) & unique)
