@@ -49,7 +49,7 @@ class BenchConfig:
 
     backbone: str = option("HMR backbone", default="resnet50", choices=tuple(BACKBONES))
     img_res: int = option("crop side (px)", default=224)
-    preset: str = option("schedules to time", default="both", choices=(*PRESETS, "both"))
+    preset: str = option("schedules to time (both: every preset)", default="both", choices=(*PRESETS, "both"))
     frames: int = option("timed frames per schedule (after one warm-up frame) and repetitions of the other timings",
                          default=5)
     forced_steps: int = option("dynamic steps forced (threshold 0) to time one dynamic step", default=2)
@@ -307,14 +307,17 @@ def schedule_lines(cfg: BenchConfig, world: World, runtime: Runtime, row: Callab
         row("paper", f"frame, real stop rule (mean {mean_k:.1f} dynamic steps)", totals["paper"])
         lines.append(f"paper   passes: {forced[0].passes} with {k} dynamic steps (random weights: the real rule's "
                      "step count says nothing about trained ones)")
-    if cfg.preset in ("fast", "both"):
-        fast = run_schedule(world, "fast", runtime, cfg.frames)
-        row("fast", "single-level step (layer4 + regressor adapt)", median_of(fast, lambda r: r.profile["step"]))
-        totals["fast"] = median_of(fast, lambda r: r.profile["total"])
-        row("fast", "frame", totals["fast"])
-        lines.append(f"fast    passes: {fast[0].passes}")
-    if len(totals) == 2:
-        lines.append(f"fast / paper per frame: {totals['fast'] / totals['paper']:.2f}")
+    for name in PRESETS:
+        if name == "paper" or cfg.preset not in (name, "both"):
+            continue
+        timed = run_schedule(world, name, runtime, cfg.frames)
+        scope = PRESETS[name].adapted
+        row(name, f"single-level step ({scope} adapts)", median_of(timed, lambda r: r.profile["step"]))
+        totals[name] = median_of(timed, lambda r: r.profile["total"])
+        row(name, "frame", totals[name])
+        lines.append(f"{name:<8}passes: {timed[0].passes}")
+    lines += [f"{name} / paper per frame: {totals[name] / totals['paper']:.2f}" for name in totals
+              if name != "paper" and "paper" in totals]
     return lines
 
 

@@ -200,6 +200,21 @@ def test_fast_preset_adapts_only_layer4_and_the_regressor(smpl, prior):
     assert all(torch.equal(teacher[k], after[k]) for k in frozen)
 
 
+def test_finetune_preset_is_one_level_with_exemplars_on_every_weight(smpl, prior):
+    """`--preset finetune` is the benchmark's "online fine-tuning": one update at theta with the labelled exemplar."""
+    assert PRESETS["finetune"].adapted == "all"
+    cfg = apply_preset(AdaptConfig(lr=1e-3, cos_sim_threshold=0.0), "finetune")
+    results = []
+    for adapt in (cfg, AdaptConfig(lr=1e-3, cos_sim_threshold=0.0, use_boa=False)):
+        torch.manual_seed(0)
+        ad = Adaptor(HMR("resnet10"), smpl, adapt, pose_prior=prior, exemplars=FakeBank(512))
+        results.append((ad.step(make_frame()), weights(ad)))
+    (res, after), (_, plain) = results
+    assert res.updated and res.dynamic_steps == 0 and res.passes["backward"] == 1  # threshold 0: no extra step
+    assert "lower/labelled" in res.losses and "upper/total" not in res.losses
+    assert all(torch.equal(after[k], plain[k]) for k in after)
+
+
 def test_apply_preset_keeps_explicit_options():
     cfg = apply_preset(AdaptConfig(dynamic_boa=True), "fast", keep={"dynamic_boa"})
     assert cfg.dynamic_boa and not cfg.use_boa and cfg.use_temporal_losses_lower

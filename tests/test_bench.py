@@ -53,7 +53,7 @@ def test_report_gives_every_figure_in_plain_step_units(capsys):
     out = capsys.readouterr().out
     plain, plain_default = map(float, re.search(r"Adam\): ([\d.]+) s with fused Adam, ([\d.]+) s", out).groups())
     rows = {m[1].strip(): tuple(map(float, m.groups()[1:]))
-            for m in re.finditer(r"^(?:paper|fast|)\s+(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
+            for m in re.finditer(r"^(?:paper|fast|finetune|)\s+(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
     for label in ("data loading", "bilevel step, no dynamic step", "each dynamic step", "single-level step",
                   "floor of the bilevel step", "floor of the dynamic step"):
         seconds, units, units_default = next(v for k, v in rows.items() if k.startswith(label))
@@ -65,6 +65,7 @@ def test_report_gives_every_figure_in_plain_step_units(capsys):
     assert "floor of the bilevel step = the network passes B=1 fwd, B=2 fwd+bwd, B=3 fwd+bwd, B=1 fwd" in out
     assert "floor of the dynamic step = the network passes B=1 fwd, B=3 fwd+bwd, B=1 fwd" in out
     assert "passes: {'forward': 3, 'backward': 1}" in out and "fast / paper per frame" in out
+    assert "finetune / paper per frame" in out
     assert re.search(r"peak resident memory: \d+ MB", out)
 
 
