@@ -3,6 +3,7 @@
     python dynaboa.py --dataset 3dpw --expname 3dpw                        # the paper's protocol (#PS, GT 2D)
     DYNABOA_DATA=data/synthetic python dynaboa.py --dataset 3dpw --source-free --keypoints op_j2d
     python dynaboa.py --dataset 3dpw --preset fast --reset-per-sequence --jobs 2     # sequences in parallel
+    python dynaboa.py --dataset 3dpw --preset finetune --lr-scale 3     # what the synthetic validation world chose
 
 The original's spellings work too (`--use_boa 1 --dynamic_boa 1 --optim_steps 7 --model_file data/basemodel.pt`).
 A run directory `<expdir>/<expname>/` receives the resolved config, one CSV row per frame as frames finish, chunks

@@ -79,8 +79,9 @@ class RunConfig:
     focal_length: float = option("focal length (pixels) of the full-image camera in the results; 0 = 1.2 min(W, H)",
                                  default=0.0)
     batch_size: int = option("kept for the original's command lines; adaptation is per frame (must be 1)", default=1)
-    preset: str = option("schedule: paper (DynaBOA) or fast (one level with the teacher loss, layer4 + regressor "
-                         "adapt, no source data); options given explicitly override it", default="paper",
+    preset: str = option("schedule: paper (DynaBOA), fast (one level with the teacher loss, layer4 + regressor "
+                         "adapt, no source data) or finetune (one level, every weight, exemplars kept: what the "
+                         "synthetic validation world chose); options given explicitly override it", default="paper",
                          choices=tuple(PRESETS))
     adapted: str | None = option("parameters that adapt (default: the preset's)", default=None,
                                  choices=tuple(ADAPTED_SCOPES))
