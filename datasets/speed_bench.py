@@ -267,11 +267,11 @@ def measure(cfg: BenchConfig, device: torch.device, root: Path) -> list[str]:
         f"Adam step alone: for-loop {parts['adam_loop'] * 1e3:.0f} ms, foreach {parts['adam_foreach'] * 1e3:.0f} ms, "
         f"fused {parts['adam_fused'] * 1e3:.0f} ms; teacher EMA: loop {parts['ema_loop'] * 1e3:.0f} ms, "
         f"foreach lerp {parts['ema_lerp'] * 1e3:.0f} ms",
-        f"{'':<8}{'per frame':<48}{'seconds':>9}{'units':>8}{'units (default Adam)':>22}",
+        f"{'':<10}{'per frame':<48}{'seconds':>9}{'units':>8}{'units (default Adam)':>22}",
     ]
 
     def row(schedule: str, what: str, seconds: float) -> None:
-        lines.append(f"{schedule:<8}{what:<48}{seconds:>9.3f}{seconds / plain:>8.2f}{seconds / plain_default:>22.2f}")
+        lines.append(f"{schedule:<10}{what:<48}{seconds:>9.3f}{seconds / plain:>8.2f}{seconds / plain_default:>22.2f}")
 
     row("", "data loading (read a 1920x1080 JPEG, crop)", data_loading_seconds(root, cfg.img_res, reps, cfg.seed))
     lines += schedule_lines(cfg, world, runtime, row, parts["adam_fused"] + parts["ema_lerp"])
@@ -315,7 +315,7 @@ def schedule_lines(cfg: BenchConfig, world: World, runtime: Runtime, row: Callab
         row(name, f"single-level step ({scope} adapts)", median_of(timed, lambda r: r.profile["step"]))
         totals[name] = median_of(timed, lambda r: r.profile["total"])
         row(name, "frame", totals[name])
-        lines.append(f"{name:<8}passes: {timed[0].passes}")
+        lines.append(f"{name:<10}passes: {timed[0].passes}")
     lines += [f"{name} / paper per frame: {totals[name] / totals['paper']:.2f}" for name in totals
               if name != "paper" and "paper" in totals]
     return lines

@@ -101,8 +101,10 @@ def plot_curves(rows: dict[Key, list[dict[str, str]]], window: int, paths: Seque
 
     protocols = list(dict.fromkeys(p for _, p in rows))
     methods = [m for m in dict.fromkeys(m for m, _ in rows) if m != "base model"]
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}  # one colour per method everywhere
-    fig, axes = plt.subplots(len(protocols), 2, figsize=(13, 4.2 * len(protocols)), squeeze=False)
+    # one style per method everywhere: ten colours, then the same colours dashed, then dotted
+    styles = {m: {"color": plt.get_cmap("tab10")(i % 10), "linestyle": ("-", "--", ":")[i // 10 % 3]}
+              for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(len(protocols), 2, figsize=(16, 4.6 * len(protocols)), squeeze=False)
     for i, protocol in enumerate(protocols):
         for j, (key, label) in enumerate((("pa_mpjpe", "PA-MPJPE (mm)"), ("mpjpe", "MPJPE (mm)"))):
             ax = axes[i, j]
@@ -110,14 +112,14 @@ def plot_curves(rows: dict[Key, list[dict[str, str]]], window: int, paths: Seque
                 if proto != protocol:
                     continue
                 means = window_means(r, key, window)
-                style = {"color": "black", "linewidth": 2.5} if method == "base model" else {"color": colours[method]}
+                style = {"color": "black", "linewidth": 2.5} if method == "base model" else styles[method]
                 ax.plot(np.arange(len(means)) * window + window / 2, means, marker="o", markersize=3,
                         label=method, **style)
             ax.set_title(f"{label}, {protocol}, per window of {window} frames")
             ax.set_xlabel("frame of the stream")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-        axes[i, 0].legend(fontsize=8)
+        axes[i, 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
