@@ -49,6 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfi
                      "stream cannot be split")
     if run.backend == "dask" and not run.reset_per_sequence:
         parser.error("--backend dask distributes sequences and needs --reset-per-sequence")
+    if run.dataset == "internet" and run.kp_confidence != "binary":
+        parser.error("--kp-confidence applies to 3DPW; internet tracks carry the weights their preprocessing wrote: "
+                     "python process_data.py --dataset internet --confidence weights --overwrite")
     if run.scheduler and run.backend != "dask":
         parser.error("--scheduler is the address of a dask scheduler: add --backend dask")
     return run, resolve_adapt(run, adapt, explicit=vars(ns))

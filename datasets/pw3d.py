@@ -5,8 +5,8 @@ Tracks are concatenated in the original's order (sequence index, then person id;
 - `smpl_j2d` (default, the "#PS" protocol of the paper): the projected ground-truth joints, confidence 1;
 - `op_j2d` (the estimated-2D protocol): the file's OpenPose COCO-18 detections, mapped into both joint blocks
   (`utils.keypoints.to_j49`), confidence binarised at 0.3 as the internet path (or, with `confidence="weights"`, the
-  detector's confidence kept as the joint's weight above 0.3), and the box taken from the confident detections (the ground-truth box would leak ground truth); frames with fewer than two confident joints keep the
-  file's box.
+  detector's confidence kept as the joint's weight above 0.3), and the box taken from the confident detections (the
+  ground-truth box would leak ground truth); frames with fewer than two confident joints keep the file's box.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 
 from datasets.base import StreamItem, crop_item
 from datasets.preprocess.pw3d import OP_SLOTS  # BODY_25 slot of each COCO-18 joint in op_j2d
-from utils.keypoints import CONF_THRESHOLD, binarize_confidence, confidence_weights, keypoint_box, to_j49
+from utils.keypoints import CONF_THRESHOLD, confidence_weights, keypoint_box, to_j49
 
 FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
 FRAME_PATTERN = re.compile(r"image_(\d+)\.\w+$")  # imageFiles/<seq>/image_%05d.jpg
@@ -37,9 +37,10 @@ def list_track_files(npz_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: tuple(int(g) for g in FILE_PATTERN.match(p.name).groups()))
 
 
-def detected_keypoints(op_j2d: np.ndarray) -> np.ndarray:
-    """[N, 49, 3] op_j2d (COCO-18 in BODY_25 slots) -> [N, 49, 3] in both blocks, confidence binarised."""
-    return binarize_confidence(to_j49(op_j2d[:, OP_SLOTS], "coco18"), CONF_THRESHOLD)
+def detected_keypoints(op_j2d: np.ndarray, confidence: str = "binary") -> np.ndarray:
+    """[N, 49, 3] op_j2d (COCO-18 in BODY_25 slots) -> [N, 49, 3] in both blocks, each joint's confidence turned into
+    its weight (`utils.keypoints.confidence_weights`: 0 at or under 0.3; above it 1 or the confidence itself)."""
+    return confidence_weights(to_j49(op_j2d[:, OP_SLOTS], "coco18"), confidence, CONF_THRESHOLD)
 
 
 class PW3DStream(torch.utils.data.Dataset):
@@ -68,10 +69,8 @@ class PW3DStream(torch.utils.data.Dataset):
             self.tracks += [(f"3dpw_{seq}", int(pid))] * n
             center, scale = data["center"].astype(np.float64), data["scale"].astype(np.float64)
             if keypoints == "op_j2d":
-                kp = detected_keypoints(data["op_j2d"])
-                det_center, det_scale, valid = keypoint_box(kp, conf_threshold=0.5)
-                if confidence != "binary":
-                    kp = confidence_weights(to_j49(data["op_j2d"][:, OP_SLOTS], "coco18"), confidence)
+                kp = detected_keypoints(data["op_j2d"], confidence)
+                det_center, det_scale, valid = keypoint_box(kp, CONF_THRESHOLD)  # the joints of nonzero weight
                 center = np.where(valid[:, None], det_center, center)
                 scale = np.where(valid, det_scale, scale)
             else:

@@ -164,10 +164,7 @@ class Adaptor:
             result = self._predict(frame, passes, updated=False, reason=reason)
         if result.updated:
             robust.anchor_toward_base(self.params.values(), self._base, self.cfg.anchor_rate)
-        out = result.output
-        with torch.no_grad():
-            self.tracks.observe(frame.track_id, out.pred_betas[:1],
-                                lambda: self.smpl(**out.smpl_params()).joints[:1, GT_SLICE])
+        self.tracks.observe(frame.track_id, result.output.pred_betas[:1], result.joints[:1, GT_SLICE])
         self.history.append(Frame(frame.image.detach(), torch.nan_to_num(frame.keypoints.detach()), frame.track_id))
         return result
 

@@ -1,4 +1,5 @@
-"""Named adaptation schedules (`--preset paper|fast|finetune`) and which parameters adapt (`--adapted all|layer4|head`)."""
+"""Named adaptation schedules (`--preset paper|fast|finetune`) and which parameters adapt
+(`--adapted all|layer4|head`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,7 @@ PRESETS: dict[str, Preset] = {
     # frame and exemplar losses, every weight adapts, no probe, no dynamic steps. DynaBOA's bilevel step and rule,
     # the outlier gate, confidence weights, per-track shape and bone ratios did not lower the validation error there.
     # The learning rates stay an option (`--lr-scale`): choose them for your base model on a validation stream.
-    "finetune": Preset("all", {"use_boa": False, "dynamic_boa": False}),
+    "finetune": Preset("all", {"use_boa": False}),  # one level: the dynamic rule needs the bilevel step
 }
 
 

@@ -14,7 +14,7 @@ default; docs/method.md §13 describes them):
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 
 import torch
 
@@ -71,9 +71,9 @@ class TrackMean:
         self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
 
 
-def track_shape_loss(betas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between predicted betas [1, 10] and the track's shape [1, 10]."""
-    return ((betas - target) ** 2).mean()
+def track_loss(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between a prediction [1, D] (betas, bone ratios) and its track's mean [1, D]."""
+    return ((value - target) ** 2).mean()
 
 
 # bones of the 24-joint GT block (utils.constants, SPIN's order): shins, thighs, forearms, upper arms, then the
@@ -90,11 +90,6 @@ def bone_ratios(joints24: torch.Tensor) -> torch.Tensor:
     return lengths / torso.clamp_min(1e-6)
 
 
-def bone_ratio_loss(ratios: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between bone-length ratios [1, K] and the track's [1, K]."""
-    return ((ratios - target) ** 2).mean()
-
-
 class TrackPriors:
     """Per-track targets of the adapted prediction: the betas (`shape_weight`) and the bone-length ratios
     (`bone_weight`) pulled toward the running means of the track's earlier final predictions (0 = that term off)."""
@@ -103,22 +98,23 @@ class TrackPriors:
         self.shape_weight, self.bone_weight = shape_weight, bone_weight
         self.shapes, self.bones = TrackMean(), TrackMean()
 
-    def observe(self, track: Hashable, betas: torch.Tensor, joints24: Callable[[], torch.Tensor]) -> None:
-        """Add a frame's final prediction ([1, 10] betas; `joints24()` gives its [1, 24, 3] GT-block joints)."""
+    @torch.no_grad()
+    def observe(self, track: Hashable, betas: torch.Tensor, joints24: torch.Tensor) -> None:
+        """Add a frame's final prediction ([1, 10] betas, [1, 24, 3] GT-block joints) to its track's means."""
         if self.shape_weight > 0:
             self.shapes.add(track, betas)
         if self.bone_weight > 0:
-            self.bones.add(track, bone_ratios(joints24()))
+            self.bones.add(track, bone_ratios(joints24))
 
     def terms(self, track: Hashable, betas: torch.Tensor, joints24: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted `track_shape` and `bone_ratio` terms of the frame's prediction (none on a track's first frame)."""
+        """The weighted `track_shape` and `bone_ratio` terms of a prediction (none on a track's first frame)."""
         terms = {}
         shape = self.shapes.target(track) if self.shape_weight > 0 else None
         if shape is not None:
-            terms["track_shape"] = self.shape_weight * track_shape_loss(betas, shape)
+            terms["track_shape"] = self.shape_weight * track_loss(betas, shape)
         bones = self.bones.target(track) if self.bone_weight > 0 else None
         if bones is not None:
-            terms["bone_ratio"] = self.bone_weight * bone_ratio_loss(bone_ratios(joints24), bones)
+            terms["bone_ratio"] = self.bone_weight * track_loss(bone_ratios(joints24), bones)
         return terms
 
     def state_dict(self) -> dict:

@@ -75,6 +75,9 @@ def test_original_spellings_parse():
     assert not (free.retrieval or free.lower_level_mixtrain or free.upper_level_mixtrain)
     with pytest.raises(SystemExit):
         dynaboa.parse_args(["--batch_size", "4"])
+    with pytest.raises(SystemExit):  # internet tracks carry the weights their preprocessing wrote
+        dynaboa.parse_args(["--dataset", "internet", "--kp-confidence", "weights"])
+    assert dynaboa.parse_args(["--kp-confidence", "weights"])[0].kp_confidence == "weights"
 
 
 def test_missing_assets_stop_before_running(tmp_path, caplog):

@@ -50,6 +50,21 @@ def test_single_person_values(tmp_path: Path) -> None:
     assert part[[37, 38, 39, 40, 41, 42, 43], 2].sum() == 0
 
 
+def test_confidence_weights_keep_the_detector_confidence(tmp_path: Path) -> None:
+    """`--confidence weights`: a counted joint weighs its confidence; the ones under 0.3 stay 0, the box is the same."""
+    kps = coco17_person(500, 400, 400)
+    kps[:, 2] = np.linspace(0.2, 0.95, 17)
+    (tmp_path / "clip.json").write_text(json.dumps([alphapose_entry(f, kps) for f in range(3)]))
+    assert _run(tmp_path) == 0
+    binary = _load(tmp_path / "clip_0.npz")
+    assert _run(tmp_path, "--confidence", "weights", "--overwrite") == 0
+    weighted = _load(tmp_path / "clip_0.npz")
+    conf = np.where(kps[:, 2] > 0.3, kps[:, 2], 0.0)
+    np.testing.assert_allclose(weighted["part"][0, ORIGINAL_COCO_PERM, 2], conf)
+    assert binary["part"][0, ORIGINAL_COCO_PERM, 2].tolist() == (conf > 0).astype(float).tolist()
+    np.testing.assert_allclose(weighted["scale"], binary["scale"])
+
+
 def test_filters_score_size_one_joint_and_nan(tmp_path: Path) -> None:
     one_joint = np.zeros((17, 3))
     one_joint[5] = [100, 100, 0.9]

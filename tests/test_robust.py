@@ -43,7 +43,7 @@ def test_one_shape_per_track_is_the_running_mean():
     restored = robust.TrackMean()
     restored.load_state_dict(shapes.state_dict())
     assert torch.equal(restored.target("a"), shapes.target("a"))
-    assert float(robust.track_shape_loss(torch.ones(1, 10), torch.zeros(1, 10))) == 1.0
+    assert float(robust.track_loss(torch.ones(1, 10), torch.zeros(1, 10))) == 1.0
 
 
 def _adaptor(body_root, **overrides) -> Adaptor:
@@ -84,7 +84,7 @@ def test_bone_ratios_are_lengths_over_the_torso_and_ignore_scale():
     assert ratios.shape == (1, len(robust.BONES))
     assert abs(float(ratios[0, 0]) - 0.8) < 1e-6  # right shin / torso
     assert torch.allclose(robust.bone_ratios(3.0 * joints), ratios)
-    assert float(robust.bone_ratio_loss(ratios, ratios)) == 0.0
+    assert float(robust.track_loss(ratios, ratios)) == 0.0
 
 
 def test_adaptor_pulls_bone_ratios_toward_the_track_mean(body_root):
