@@ -3,22 +3,17 @@
     python bench_adapt.py                                                   # ResNet-50 at 224 px, both schedules
     python bench_adapt.py --backbone resnet18 --img-res 128 --frames 10 --stream-frames 5000
 
-See `datasets.speed_bench` for what is measured and how.
+See `pipelines.speed_bench` for what is measured and how.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
-
-import torch  # noqa: E402
-
-from config import build_parser, config_from_namespace  # noqa: E402
-from datasets.checkpoint import resolve_device  # noqa: E402
-from datasets.speed_bench import BenchConfig, measure, stream_report  # noqa: E402
+from config import build_parser, config_from_namespace
+from pipelines.speed_bench import BenchConfig, measure, stream_report
+from utils.runtime import resolve_device, set_threads
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -31,8 +26,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the cost table (and, with --stream-frames, the memory line of a fresh process)."""
     cfg = parse_args(argv)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     with tempfile.TemporaryDirectory() as tmp:
         lines = measure(cfg, device, Path(tmp))

@@ -21,6 +21,11 @@ from typing import Any, Sequence
 
 import yaml
 
+# The one thread-environment rule, here because every program and package imports config before torch loads:
+# busy-waiting OpenMP threads collapse on a shared machine (a 4 s test took 57 s), so they sleep unless the user says
+# otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO_ROOT = Path(__file__).resolve().parent
 
 
@@ -260,9 +265,9 @@ def validate_config(cfg: Any, where: str = "") -> None:
             raise ValueError(f"{where}{f.name} = {value!r}: must be {check.text}")
 
 
-def option(text: str, **extra: Any) -> Any:
-    """A dataclass field default with help text (kept next to the value, nanoGPT style)."""
-    default = extra.pop("default")
+def option(text: str, default: Any, **extra: Any) -> Any:
+    """The one way to declare a config field: its default with help text kept next to it (nanoGPT style); `extra`
+    goes into the field's metadata (`choices`, `check`, ...)."""
     return field(default=default, metadata={"help": text, **extra})
 
 
@@ -319,6 +324,11 @@ class AdaptConfig:
                                       default=0.0)
     fixed_steps: int = option("extra single-level steps on every frame, without the dynamic rule (0 = none); gives "
                               "plain fine-tuning as many updates per frame as DynaBOA takes", default=0)
+    adapt_every: int = option("budget: adapt only on every K-th frame of the stream; the others are predicted with the "
+                              "current weights (1 = every frame; pipelines/budget.py)", default=1, check=POSITIVE)
+    frame_budget: float = option("budget: mean seconds of step time per frame; a frame is adapted on only while the "
+                                 "credit lasts (0 = no time budget; decisions follow the measured time, so they are "
+                                 "not reproducible; pipelines/budget.py)", default=0.0)
 
 
 def build_parser(

@@ -8,13 +8,13 @@
 The original's spellings work too (`--use_boa 1 --dynamic_boa 1 --optim_steps 7 --model_file data/basemodel.pt`).
 A run directory `<expdir>/<expname>/` receives the resolved config, one CSV row per frame as frames finish, chunks
 of predictions and, at each chunk's end, the state that `--resume` continues from; `metrics.json` at the end. The
-work is done by `datasets.session`; this file is its command line.
+work is done by `pipelines.session`; this file is its command line.
 
 The original adapts one continuous stream. `--reset-per-sequence` starts every sequence (the track name before ":",
 e.g. `3dpw_25`; the persons of a sequence share its scene, so adaptation carries over between them) from the base
 model with a seed derived from the sequence name, and then `--jobs N` adapts sequences in N processes through joblib,
 or `--backend dask` on a dask.distributed cluster (`--scheduler tcp://HOST:8786`, or a local cluster of `--jobs`
-workers; see `datasets/cluster.py` for the commands on real machines). A sequence whose worker dies is run again,
+workers; see `pipelines/cluster.py` for the commands on real machines). A sequence whose worker dies is run again,
 continuing from its saved state. Each sequence writes its own run under
 `sequences/<name>/` (resumable on its own); they are merged into the same files, in stream order, identical to the
 serial run given the same `--threads`.
@@ -23,15 +23,12 @@ serial run given the same `--threads`.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Sequence
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
-
-from config import AdaptConfig, build_parser, config_from_namespace  # noqa: E402
-from datasets.runrecord import DiskFull, RunError, RunExists, is_disk_full, one_line, rerun_command  # noqa: E402
-from datasets.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session  # noqa: E402
+from config import AdaptConfig, build_parser, config_from_namespace
+from datasets.runrecord import DiskFull, RunError, RunExists, is_disk_full, one_line, rerun_command
+from pipelines.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfig]:

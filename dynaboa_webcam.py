@@ -6,7 +6,7 @@
 The original's spellings work too: `--use_boa 1 --dynamic_boa 1 --save_video 1` (saves `<res_dir>/output.mp4`),
 `--capture_mode video --vid_path clip.mp4`, `--res_dir`, `--model_file`, `--test_basemodel 1`.
 
-The adaptation is `models.adaptor.Adaptor`, built by `datasets.session.build_adaptor`, with the original webcam
+The adaptation is `models.adaptor.Adaptor`, built by `pipelines.session.build_adaptor`, with the original webcam
 defaults: plain fine-tuning (`use_boa 0`, `dynamic_boa 0`), no Human3.6M retrieval, the OpenPose-block keypoints
 (filled by the embedded MediaPipe detector's `mediapipe33` layout). A live camera is read by a thread that keeps only
 the newest frame: the program processes the newest frame and drops the rest, so it keeps up at its processing rate;
@@ -14,27 +14,33 @@ a video file is processed frame by frame. One person is tracked: the largest con
 between frames). A frame without a person is shown without an update. The processing rate is shown on the frames
 and logged. Keys (display on): `q` quits, `r` resets the adaptation to the base model. The saved video plays at the
 true rate: the source's frame rate for a file, the measured processing rate for a live camera.
+
+By default every frame waits for its update. `--async-adapt` adapts beside the prediction instead
+(`pipelines/async_adapt.py`): every frame is predicted at once with the newest adapted weights, while a background
+thread adapts on the newest frames (a queue of `--adapt-queue` frames that drops the oldest) and publishes its
+weights atomically; the frames and the log show frames shown per second, updates per second and the staleness (frames
+between the frame shown and the newest frame adapted on). `--adapt-every K` adapts on every K-th frame only
+(synchronous). `--realtime` plays a video file at its frame rate, as a camera would deliver it:
+
+    python dynaboa_webcam.py --capture-mode video --video clip.mp4 --realtime --async-adapt --no-display
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from config import DataPaths, build_parser, config_from_namespace  # noqa: E402
-from datasets.checkpoint import resolve_device, seed_everything, write_json  # noqa: E402
-from datasets.live import (  # noqa: E402
-    RateMeter, RunStats, Session, VideoSink, WebcamAdaptConfig, WebcamConfig, open_source)
-from datasets.runrecord import provenance  # noqa: E402
-from datasets.session import build_adaptor  # noqa: E402
-from models.adaptor import Adaptor  # noqa: E402
+from config import DataPaths, build_parser, config_from_namespace
+from datasets.runrecord import provenance
+from models.adaptor import Adaptor
+from pipelines.live import RateMeter, RunStats, Session, VideoSink, WebcamAdaptConfig, WebcamConfig, open_source
+from pipelines.session import build_adaptor
+from utils.io import write_json
+from utils.runtime import resolve_device, seed_everything
 
 logger = logging.getLogger("dynaboa_webcam")
 
@@ -65,7 +71,7 @@ def ensure_display() -> None:
                            "--no-display --save-video out.mp4, or install opencv-python in its place") from err
 
 
-def handle_key(key: int, adaptor: Adaptor) -> bool:
+def handle_key(key: int, adaptor: Adaptor | Session) -> bool:
     """React to a key code: `q` stops (returns False), `r` resets the adaptation to the base model."""
     if key == ord("q"):
         return False
@@ -93,7 +99,8 @@ def run(cfg: WebcamConfig, adapt: WebcamAdaptConfig) -> RunStats:
         for bgr in frames:
             panels = session.process(np.ascontiguousarray(bgr[:, :, ::-1]), stats)
             stats.frames += 1
-            if not present(panels, meter.tick(), sink, cfg.display, adaptor, stats):
+            session.counters(stats)
+            if not present(panels, session.status(meter.tick()), sink, cfg.display, session, stats):
                 break
             if cfg.max_frames and stats.frames >= cfg.max_frames:
                 break
@@ -101,30 +108,40 @@ def run(cfg: WebcamConfig, adapt: WebcamAdaptConfig) -> RunStats:
         if frames is not None:
             frames.close()
         session.close()
+        session.counters(stats)
         stats.fps = meter.mean_rate
         if sink is not None:
             sink.close(stats.fps)
         if cfg.display:
             cv2.destroyAllWindows()
-    logger.info("%d frames at %.2f fps: %d updated, %d without a person", stats.frames, stats.fps, stats.updated,
-                stats.no_person)
+    logger.info("%d frames at %.2f fps: %d updated, %d without a person%s", stats.frames, stats.fps, stats.updated,
+                stats.no_person, async_counters(stats, cfg))
     return stats
 
 
-def present(panels: list[np.ndarray], rate: float, sink: VideoSink | None, display: bool, adaptor: Adaptor,
+def async_counters(stats: RunStats, cfg: WebcamConfig) -> str:
+    """The asynchronous adaptation's counters for the log ('' without --async-adapt)."""
+    if not cfg.async_adapt:
+        return ""
+    return (f", {stats.updates_per_s:.2f} updates/s, mean staleness {stats.staleness:.1f} frames, "
+            f"{stats.adapt_dropped} frames dropped from the adaptation queue")
+
+
+def present(panels: list[np.ndarray], status: str, sink: VideoSink | None, display: bool, session: Session,
             stats: RunStats) -> bool:
-    """Show and save the panels side by side with the processing rate; False when the user quits."""
+    """Show and save the panels side by side with the status line (`Session.status`: frames shown per second, and
+    the asynchronous counters); False when the user quits."""
     shown = np.ascontiguousarray(np.concatenate(panels, axis=1)[:, :, ::-1])
-    cv2.putText(shown, f"{rate:.1f} fps", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2)
+    cv2.putText(shown, status, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2)
     if sink is not None:
         sink.write(shown)
     if stats.frames % 30 == 0:
-        logger.info("%d frames, %.2f fps, %d updated, %d without a person", stats.frames, rate, stats.updated,
+        logger.info("%d frames, %s, %d updated, %d without a person", stats.frames, status, stats.updated,
                     stats.no_person)
     if not display:
         return True
     cv2.imshow("DynaBOA", shown)
-    return handle_key(cv2.waitKey(1) & 0xFF, adaptor)
+    return handle_key(cv2.waitKey(1) & 0xFF, session)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
-
-from config import DataPaths  # noqa: E402
-from datasets.assets import PURPOSES, check_assets, format_report, missing_required  # noqa: E402
+from config import DataPaths
+from datasets.assets import PURPOSES, check_assets, format_report, missing_required
 
 PREPROCESSORS = {  # --dataset value -> module with add_arguments(parser) and run(args) -> int
     "3dpw": "datasets.preprocess.pw3d",

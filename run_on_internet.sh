@@ -19,7 +19,7 @@
 # Many videos, each adapted from the base model on its own: --batch DIR_OR_LIST (a folder of videos or a text file,
 # one path a line) with --jobs N (videos at a time, default 2) and --backend local|dask (--scheduler ADDRESS, else a
 # local dask cluster): OUT/NAME/videos/<video>/ per video (resumable: rerun with --resume), one progress bar, and a
-# summary table (OUT/NAME/summary.md) of frames, people, seconds per frame and failures (datasets/batch.py).
+# summary table (OUT/NAME/summary.md) of frames, people, seconds per frame and failures (pipelines/batch.py).
 set -euo pipefail
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # busy-waiting OpenMP threads collapse on a shared machine
 ARGS=("$@")
@@ -85,9 +85,9 @@ if [ -z "${DYNABOA_DATA:-}" ] && ! "$PY" "$REPO/process_data.py" --check-assets 
   DYNABOA_DATA=$("$PY" -m datasets.builtin_assets); export DYNABOA_DATA
 fi
 
-if [ -n "$BATCH" ]; then  # every video through this script on its own, in parallel (datasets/batch.py)
+if [ -n "$BATCH" ]; then  # every video through this script on its own, in parallel (pipelines/batch.py)
   mkdir -p "$RUN"
-  exec "$PY" -m datasets.batch "$BATCH" --script "$REPO/run_on_internet.sh" --batch-dir "$RUN" --jobs "$JOBS" \
+  exec "$PY" -m pipelines.batch "$BATCH" --script "$REPO/run_on_internet.sh" --batch-dir "$RUN" --jobs "$JOBS" \
     --backend "$BACKEND" ${SCHEDULER:+--scheduler "$SCHEDULER"} ${PASS[@]+"${PASS[@]}"} -- ${EXTRA[@]+"${EXTRA[@]}"}
 fi
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The synthetic benchmark: builds the synthetic world and the retrieval files if absent (cached), then runs the
-# methods of a plan (datasets/synthetic/plans/*.yaml) in parallel processes and writes the tables and the curves.
+# methods of a plan (pipelines/plans/*.yaml) in parallel processes and writes the tables and the curves.
 #   bash run_on_synthetic.sh                   # the benchmark of record (exps/synthetic_full/benchmark.md, curves)
 #   bash run_on_synthetic.sh --plan quick      # a short check: the first target sequence
 #   bash run_on_synthetic.sh --plan sweep      # the validation world's choice of rates
@@ -11,4 +11,4 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 export PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-egl}
-exec "$PY" -m datasets.synthetic.benchmark "$@"
+exec "$PY" -m pipelines.benchmark "$@"

@@ -4,21 +4,18 @@
     python train_basemodel.py --data-root data/synthetic --make-priors --out data/synthetic
     python train_basemodel.py --data-root data/synthetic --evaluate runs/base18/basemodel.pt
 
-The training (losses, validation, checkpoints, resume) is `datasets.training`; the priors `datasets.preprocess.priors`.
+The training (losses, validation, checkpoints, resume) is `pipelines.training`; the priors `datasets.preprocess.priors`.
 """
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
-
-from config import build_parser, config_from_namespace  # noqa: E402
-from datasets.preprocess.priors import make_priors  # noqa: E402
-from datasets.training import TrainConfig, evaluate, train  # noqa: E402
+from config import build_parser, config_from_namespace
+from datasets.preprocess.priors import make_priors
+from pipelines.training import TrainConfig, evaluate, train
 
 logger = logging.getLogger("train_basemodel")
 

@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (shared-machine thread setting)
-
-from config import DataPaths  # noqa: E402
-from utils.video import META_NAME, VideoError, extract_frames  # noqa: E402
+from config import DataPaths
+from utils.video import META_NAME, VideoError, extract_frames, video_names
 
 logger = logging.getLogger("vid2img")
 
@@ -45,17 +42,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def frame_folder_names(videos: Sequence[Path]) -> list[str]:
-    """The frame-folder name of each video: its stem, with `-2`, `-3`, ... when an earlier video took it."""
-    names: list[str] = []
-    for video in videos:
-        name, k = Path(video).stem, 1
-        while name in names:
-            k += 1
-            name = f"{Path(video).stem}-{k}"
-        names.append(name)
-    return names
-
 
 def other_source(frame_dir: Path, video: Path) -> str | None:
     """The source named by `frame_dir/meta.json` when it is another video than `video`, else None."""
@@ -74,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     out_root = args.out if args.out is not None else DataPaths.from_root().internet_root / "images"
-    names = frame_folder_names(args.videos)
+    names = video_names(args.videos)
     if args.print_names:
         print("\n".join(names))
         return 0

@@ -1,5 +1,6 @@
-"""Importing the package (also `python -m datasets.<module>`) sets OMP_WAIT_POLICY=PASSIVE unless the user set it, before
-torch loads: busy-waiting OpenMP threads collapse on a shared machine."""
-import os
+"""Every data source, sink and format: streams, retrieval, detector, evaluation, results, exports, assets,
+preprocessing and the synthetic world.
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: busy-waiting threads collapse on shared cores
+Importing the package (also `python -m datasets.<module>`) imports config first, which sets the thread environment
+before torch loads."""
+import config  # noqa: F401  (the thread environment, before torch loads)

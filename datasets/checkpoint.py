@@ -7,22 +7,17 @@ with the resume state in extra top-level keys (`optimizer`, `step`, `epoch`, `ba
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import random
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from config import REPO_ROOT, save_config
+from config import save_config
 from models.hmr import HMR, save_hmr_checkpoint
 from utils.constants import IMG_RES
-from utils.io import atomic_path, torch_load_tensors, write_text_atomic
+from utils.io import atomic_path, torch_load_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -33,44 +28,12 @@ FINAL_CHECKPOINT = "basemodel.pt"
 _IGNORED_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")  # BN statistics; GN has none
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (and PYTHONHASHSEED for child processes)."""
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; any other name as torch understands it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def git_commit(repo: Path = REPO_ROOT) -> str | None:
-    """The checked-out commit of `repo`, or None outside a git checkout."""
-    try:
-        result = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
-
-
 def prepare_run_dir(run_dir: Path, cfg: Any) -> Path:
     """Create `run_dir` and write the resolved config into it (overwriting an older one on resume)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
     return run_dir
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON through a temporary file and a rename (never a half-written file)."""
-    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def save_training_checkpoint(path: Path, model: HMR, optimizer: torch.optim.Optimizer | None, step: int,

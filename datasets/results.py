@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets.runrecord import DiskFull, RunError, is_disk_full, one_line
+from datasets.runrecord import RunError, naming_full_disk, one_line
+from utils import io
 from utils.io import atomic_path, torch_load_tensors, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -38,12 +39,9 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def savez_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """`np.savez` through `utils.io.atomic_path`; a full disk raises `DiskFull` naming `path`."""
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    except OSError as err:
-        raise (DiskFull(path) if is_disk_full(err) else err) from err
+    """`utils.io.savez_atomic`; a full disk raises `DiskFull` naming `path`."""
+    with naming_full_disk(path):
+        io.savez_atomic(path, arrays)
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -97,21 +95,16 @@ class RunWriter:
             return
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))[:keep]
-        try:
-            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
-        except OSError as err:
-            raise (DiskFull(path) if is_disk_full(err) else err) from err
+        with naming_full_disk(path), atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def add(self, row: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """One finished frame: a CSV row (flushed now) and prediction arrays (written with the chunk)."""
-        try:
+        with naming_full_disk(self.exppath / "frames.csv"):
             self.rows.writerow({k: row.get(k, "") for k in FIELDS})
             self.csv_file.flush()
-        except OSError as err:
-            raise (DiskFull(self.exppath / "frames.csv") if is_disk_full(err) else err) from err
         for key, value in arrays.items():
             self.pending.setdefault(key, []).append(np.asarray(value))
 
@@ -121,10 +114,8 @@ class RunWriter:
             first = next_index - len(next(iter(self.pending.values())))
             savez_atomic(self.exppath / "preds" / f"{first:06d}.npz", {k: np.stack(v) for k, v in self.pending.items()})
             self.pending = {}
-        try:
+        with naming_full_disk(self.state_path):
             atomic_torch_save({**state, "next_index": next_index}, self.state_path)
-        except (OSError, RuntimeError) as err:
-            raise (DiskFull(self.state_path) if is_disk_full(err) else err) from err
         if not self.state_logged:
             self.state_logged = True
             logger.info("resume state %s: %.1f MB, rewritten every %d frames; deleted when the run finishes%s",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -30,14 +30,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from config import DataPaths, build_parser, config_from_namespace
-from datasets.checkpoint import input_size, resolve_device
+from config import DataPaths, build_parser, config_from_namespace, option
+from datasets.checkpoint import input_size
 from datasets.h36m import Augmentation, H36MDataset, load_h36m_annotations, normalize_image, subset_annotations
 from models.adaptor import ExemplarBatch
 from models.hmr import HMR, load_hmr_checkpoint
 from utils.clustering import kmeans_plus_plus
 from utils.constants import IMG_RES
-from utils.io import atomic_path, restricted_joblib_load
+from utils.io import atomic_path, restricted_joblib_load, savez_atomic
+from utils.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def build_exemplar_cache(database: Mapping[str, np.ndarray], image_root: Path, i
             start = stop
         images.flush()
         del images
-    np.savez(label_file, imgname=crops.frames.data["imgname"], **labels)
+    savez_atomic(label_file, {"imgname": crops.frames.data["imgname"], **labels})
     logger.info("wrote %s (%d crops of %d px) and %s", image_file, n, img_res, label_file)
     return image_file, label_file
 
@@ -161,18 +162,18 @@ def write_database_files(out_dir: Path, centres: np.ndarray, labels: np.ndarray,
 class RetrievalConfig:
     """Options of `python -m datasets.retrieval`."""
 
-    data_root: Path | None = field(default=None, metadata={"help": "data root ($DYNABOA_DATA or data/ when unset)"})
-    model: Path | None = field(default=None, metadata={"help": "base model (<root>/basemodel.pt when unset)"})
-    k: int = field(default=10, metadata={"help": "number of clusters"})
-    max_samples: int = field(default=0, metadata={"help": "seeded random subset of the source frames (0 = all)"})
-    npz: str = field(default="h36m_train.npz", metadata={"help": "source file under dataset_extras/"})
-    img_res: int = field(default=0, metadata={"help": "crop side; 0 = the checkpoint's img_res, else 224"})
-    seed: int = field(default=0, metadata={"help": "seeds the subset and the k-means initialisation"})
-    batch_size: int = field(default=32, metadata={"help": "embedding batch size"})
-    workers: int = field(default=2, metadata={"help": "processes decoding frames for the cache"})
-    device: str = field(default="auto", metadata={"help": "'auto', 'cpu' or 'cuda'"})
-    cache_only: bool = field(default=False, metadata={"help": "only crop the cache of an existing DATABASE_FILE"})
-    out: Path | None = field(default=None, metadata={"help": "output folder (<root>/retrieval_res when unset)"})
+    data_root: Path | None = option("data root ($DYNABOA_DATA or data/ when unset)", default=None)
+    model: Path | None = option("base model (<root>/basemodel.pt when unset)", default=None)
+    k: int = option("number of clusters", default=10)
+    max_samples: int = option("seeded random subset of the source frames (0 = all)", default=0)
+    npz: str = option("source file under dataset_extras/", default="h36m_train.npz")
+    img_res: int = option("crop side; 0 = the checkpoint's img_res, else 224", default=0)
+    seed: int = option("seeds the subset and the k-means initialisation", default=0)
+    batch_size: int = option("embedding batch size", default=32)
+    workers: int = option("processes decoding frames for the cache", default=2)
+    device: str = option("'auto', 'cpu' or 'cuda'", default="auto")
+    cache_only: bool = option("only crop the cache of an existing DATABASE_FILE", default=False)
+    out: Path | None = option("output folder (<root>/retrieval_res when unset)", default=None)
 
 
 def build_database(cfg: RetrievalConfig) -> list[Path]:

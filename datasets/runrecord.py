@@ -9,10 +9,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -90,7 +92,7 @@ def body_model_kind(smpl_file: Path) -> str:
 
 def provenance(model_file: Path, smpl_file: Path) -> dict[str, Any]:
     """The record of what produced a run's results (written into config.json and every export)."""
-    from datasets.checkpoint import git_commit
+    from utils.runtime import git_commit
 
     model_file, smpl_file = Path(model_file).resolve(), Path(smpl_file).resolve()
     out: dict[str, Any] = {"base_model": str(model_file), "base_model_sha256": sha256(model_file),
@@ -202,3 +204,14 @@ def is_disk_full(err: BaseException) -> bool:
         return err.errno in (errno.ENOSPC, errno.EDQUOT)
     text = str(err).lower()
     return isinstance(err, RuntimeError) and "write" in text and "fail" in text
+
+
+@contextlib.contextmanager
+def naming_full_disk(path: Path) -> Iterator[None]:
+    """Turn a full disk inside the block into `DiskFull(path)`; any other error passes unchanged."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if is_disk_full(err):
+            raise DiskFull(path) from err
+        raise

@@ -19,7 +19,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datasets.video_out import open_video  # noqa: E402
+from datasets.video_out import open_video
 
 PHOTOS = REPO.parent / "shared" / "data" / "real_images"
 CLIPS = {"lunge": ("lunge_pexels.jpg", (480, 720)), "group": ("group_unsplash.jpg", (960, 640)),

@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from datasets.synthetic.body_model import write_body_model  # noqa: E402
-from models.smpl import SMPL  # noqa: E402
-from utils.render import MeshSpec, Renderer  # noqa: E402
+from datasets.synthetic.body_model import write_body_model
+from models.smpl import SMPL
+from utils.render import MeshSpec, Renderer
 
 PANEL = 300  # pixels per panel side
 DOTS = ((slice(0, 24), (220, 30, 30)), (slice(45, 54), (30, 60, 220)), (slice(24, 45), (20, 160, 40)))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.io import restricted_load  # noqa: E402
+from utils.io import restricted_load
 
 REPO = Path(__file__).resolve().parents[1]
 TILE_HEIGHT = 300  # pixels; every frame is scaled to this height

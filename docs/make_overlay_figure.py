@@ -4,7 +4,7 @@
     python docs/make_overlay_figure.py --data-root /tmp/root --photo me.jpg --steps 20 --out /tmp/overlay.jpg
 
 The photo is treated as a clip of `--steps` identical frames and goes through the webcam program's per-frame path
-(`datasets.live.Session`: MediaPipe keypoints, SPIN box, crop, `Adaptor.step`, mesh drawn by the full-image camera)
+(`pipelines.live.Session`: MediaPipe keypoints, SPIN box, crop, `Adaptor.step`, mesh drawn by the full-image camera)
 with the internet-video settings (bilevel step, dynamic steps, GT-block keypoints, shape prior 2e-4) and Adam lr
 `--lr`. Left: the photo with the detected MediaPipe landmarks; right: the adapted mesh after the last frame, with
 the landmarks on top. The data root needs `smpl/`, the regressors, the priors and `basemodel.pt`; without the
@@ -24,11 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datasets.checkpoint import resolve_device, seed_everything  # noqa: E402
-from datasets.detector import PoseDetector, largest_person  # noqa: E402
-from datasets.live import RunStats, Session, WebcamAdaptConfig, WebcamConfig  # noqa: E402
-from datasets.overlay import draw_keypoints  # noqa: E402
-from utils.imutils import read_image_rgb  # noqa: E402
+from datasets.detector import PoseDetector, largest_person
+from datasets.overlay import draw_keypoints
+from pipelines.live import RunStats, Session, WebcamAdaptConfig, WebcamConfig
+from utils.imutils import read_image_rgb
+from utils.runtime import resolve_device, seed_everything
 
 DEFAULT_PHOTO = REPO.parent / "shared" / "data" / "real_images" / "lunge_pexels.jpg"
 
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     adapt = WebcamAdaptConfig(use_boa=True, dynamic_boa=True, keypoint_block="gt", shape_prior_weight=2e-4,
                               lr=args.lr)
     from config import DataPaths
-    from datasets.session import build_adaptor
+    from pipelines.session import build_adaptor
 
     adaptor, img_res = build_adaptor(adapt, DataPaths.from_root(args.data_root), resolve_device("cpu"))
     session, stats = Session(cfg, adaptor, img_res, resolve_device("cpu")), RunStats()

@@ -41,8 +41,7 @@ import torch
 
 from config import AdaptConfig
 from models import losses, robust
-from models.adapt_types import (  # noqa: F401 (re-exported)
-    ExemplarBatch, ExemplarSource, Frame, Runtime, StepResult, _Clock)
+from models.adapt_types import ExemplarBatch, ExemplarSource, Frame, Runtime, StepResult, _Clock  # noqa: F401 (re-exported)
 from models.hmr import HMR, HMROutput
 from models.meta import NonFiniteGradientError, all_finite, inner_step
 from models.prior import pose_prior_loss, shape_prior_loss
@@ -57,9 +56,6 @@ def _scalar(t: torch.Tensor) -> float:
     """A loss as a plain float for logging (no graph kept)."""
     return float(t.detach())
 
-
-# A loss or gradient was NaN or infinite: the update is skipped (one exception for the inner step and the Adam step).
-NonFiniteError = NonFiniteGradientError
 
 
 class Adaptor:
@@ -84,6 +80,8 @@ class Adaptor:
         if self.runtime.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model, self.smpl, self.cfg = model.eval(), smpl, cfg
+        # the rates the steps use: the configured ones times the base model's factor, applied here only
+        self.lr, self.fastlr = cfg.lr * cfg.lr_scale, cfg.fastlr * cfg.lr_scale
         self.device = next(model.parameters()).device
         self.pose_prior = pose_prior
         self.exemplars = exemplars if cfg.retrieval else None
@@ -91,7 +89,7 @@ class Adaptor:
         self._initial_state = copy.deepcopy(model.state_dict())
         self._clock: _Clock | None = None
         # diagnostics: called as inspector(level, weighted loss terms, parameters the loss was computed at) before
-        # each level's terms are summed (None: nothing is called; datasets/synthetic/diagnose.py sets it)
+        # each level's terms are summed (None: nothing is called; pipelines/diagnose.py sets it)
         self.inspector: Callable[[str, dict[str, torch.Tensor], dict[str, torch.Tensor]], None] | None = None
         self.reset()
 
@@ -100,7 +98,7 @@ class Adaptor:
         """Back to the base model: weights, Adam state, teacher and history."""
         self.model.load_state_dict(self._initial_state)
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.cfg.lr * self.cfg.lr_scale,
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=self.lr,
                                           betas=(self.cfg.beta1, self.cfg.beta2), **ADAM_IMPLS[self.runtime.adam])
         self.teacher = None
         self._ema: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
@@ -136,17 +134,18 @@ class Adaptor:
         self.tracks.load_state_dict(state)
 
     # ----------------------------------------------------------------------------------------------------------
-    def step(self, frame: Frame) -> StepResult:
-        """Adapt on one frame, then predict it with the final weights."""
+    def step(self, frame: Frame, adapt: bool = True) -> StepResult:
+        """Adapt on one frame, then predict it with the final weights; `adapt` False only predicts it (a frame a
+        budgeted schedule skips: `pipelines.budget`), its history and track statistics kept as for any frame."""
         assert frame.image.dim() == 4 and frame.image.shape[0] == 1, frame.image.shape
         assert frame.keypoints.shape == (1, 49, 3), frame.keypoints.shape
         self._clock = _Clock(self.device) if self.runtime.profile else None
         with self._section("total"):
-            result = self._step(frame)
+            result = self._step(frame, adapt)
         result.profile = self._clock.times if self._clock is not None else None
         return result
 
-    def _step(self, frame: Frame) -> StepResult:
+    def _step(self, frame: Frame, adapt: bool = True) -> StepResult:
         if frame.track_id != self.track_id:
             self.history.clear()
             self.track_id = frame.track_id
@@ -154,13 +153,13 @@ class Adaptor:
         kp = frame.keypoints[:, self.block]
         usable = bool(torch.isfinite(frame.keypoints).all()) and bool((kp[..., 2] > 0).any())
         result = None
-        if self.cfg.adapt and usable:
+        if self.cfg.adapt and usable and adapt:
             try:
                 result = self._adapt(frame, passes)
-            except NonFiniteError as err:
+            except NonFiniteGradientError as err:
                 result = self._predict(frame, passes, updated=False, reason=str(err))
         if result is None:
-            reason = None if not self.cfg.adapt else "no usable keypoints"
+            reason = None if not self.cfg.adapt else "no usable keypoints" if not usable else "not scheduled"
             result = self._predict(frame, passes, updated=False, reason=reason)
         if result.updated:
             robust.anchor_toward_base(self.params.values(), self._base, self.cfg.anchor_rate)
@@ -194,7 +193,7 @@ class Adaptor:
             with self._section("dynamic"):
                 try:
                     before, check = self._extra_step(frame, key, level, passes, logs)
-                except NonFiniteError as err:  # keep the steps already taken; stop here
+                except NonFiniteGradientError as err:  # keep the steps already taken; stop here
                     reason = f"dynamic step {steps + 1}: {err}"
                     break
                 steps += 1
@@ -232,7 +231,7 @@ class Adaptor:
             low, feat = self._level_loss(frame, probed, key, teacher_out, "lower", passes, logs)
             before = feat if before is None else before
             self._require_finite(low, "lower-level loss")
-            probed = inner_step(low, probed, cfg.fastlr * cfg.lr_scale, first_order=cfg.first_order,
+            probed = inner_step(low, probed, self.fastlr, first_order=cfg.first_order,
                                 scale=self._probe_scale() if cfg.probe == "adam" else None)
             passes["backward"] += 1
         up, _ = self._level_loss(frame, probed, key, teacher_out, "upper", passes, logs)
@@ -375,7 +374,7 @@ class Adaptor:
         passes["backward"] += 1
         if not all_finite([p.grad for p in self.params.values() if p.grad is not None]):
             self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteError("non-finite gradient")
+            raise NonFiniteGradientError("non-finite gradient")
         with self._section("adam"):
             self.optimizer.step()
             self._update_teacher()
@@ -391,7 +390,7 @@ class Adaptor:
     @staticmethod
     def _require_finite(loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):
-            raise NonFiniteError(f"non-finite {what}")
+            raise NonFiniteGradientError(f"non-finite {what}")
 
     def _predict(self, frame: Frame, passes: dict[str, int], updated: bool, reason: str | None) -> StepResult:
         return self._result(self._check_forward(frame, passes), frame, passes, updated, 0, reason, {})

@@ -269,10 +269,6 @@ class HMR(nn.Module):
         return given
 
 
-def build_hmr(smpl_mean_params: Path, backbone: str = "resnet50") -> HMR:
-    """An HMR initialised from `smpl_mean_params.npz` (random weights; load a checkpoint for the base model)."""
-    return HMR(backbone, load_mean_params(smpl_mean_params))
-
 
 
 

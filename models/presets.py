@@ -61,3 +61,13 @@ def freeze_unadapted(model: torch.nn.Module, scope: str) -> int:
     if count == 0:
         raise ValueError(f"scope {scope!r} matches no parameter of {type(model).__name__}")
     return count
+
+
+def scoped_adaptor(model: torch.nn.Module, smpl: torch.nn.Module, cfg: AdaptConfig, scope: str,
+                   pose_prior: torch.nn.Module | None = None, exemplars: Any = None, runtime: Any = None) -> Any:
+    """The one assembly of an adaptor: `model` with only the `scope`'s parameters trainable, wrapped in an `Adaptor`
+    with `cfg`, the prior, the exemplars (None: source-free) and the runtime."""
+    from models.adaptor import Adaptor
+
+    freeze_unadapted(model, scope)
+    return Adaptor(model, smpl, cfg, pose_prior=pose_prior, exemplars=exemplars, runtime=runtime)

@@ -12,7 +12,7 @@ The log term is computed in log space (the 69-D determinants under- or overflow 
 
 so nll(x) = min_k [0.5 q_k(x) + c_k]. Dividing by s_min shifts every component by the same constant and does not
 change the arg-min; it keeps the numbers the original used. The file is read without importing the original's
-`utils.smplify` package (docs/method.md §11 item 5) and with a clear error for CRLF line endings (issue #39).
+`utils.smplify` package (docs/method.md §11 item 5) and with a clear error for CRLF line endings (a known failure of the original).
 """
 from __future__ import annotations
 
@@ -25,11 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg import solve_triangular
-from scipy.special import logsumexp
 from torch import nn
 
-from utils.clustering import kmeans_plus_plus
 from utils.geometry import rotmat_to_axis_angle
 from utils.io import NUMPY_GLOBALS, UnsafePickleError, restricted_load
 
@@ -40,7 +37,7 @@ NUM_BODY_JOINTS = 23  # SMPL joints 1..23; the global orientation (joint 0) is e
 BODY_POSE_DIM = 3 * NUM_BODY_JOINTS  # 69
 GMM_HELP = (
     "it is SMPLify's gmm_08.pkl (data/gmm_08.pkl in the DynaBOA repository, or SPIN's fetch_data.sh), "
-    "or fit one with models.prior.fit_gmm_prior and save_gmm_prior"
+    "or fit one with datasets.preprocess.gmm_fit.fit_gmm_prior and models.prior.save_gmm_prior"
 )
 class _ListPickler(pickle.Pickler):
     """Pickles arrays as `numpy.array(nested list, dtype)`: protocol 0 then writes only ASCII text."""
@@ -175,77 +172,3 @@ def shape_prior_loss(betas: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the sum of squared betas. Args: betas [B, 10]. Returns: scalar."""
     assert betas.dim() == 2, betas.shape
     return (betas * betas).sum(dim=1).mean()
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Fitting (EM with full covariances)
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def fit_gmm_prior(
-    poses_aa: np.ndarray,
-    n_components: int = 8,
-    seed: int = 0,
-    max_iter: int = 200,
-    tol: float = 1e-6,
-    reg_covar: float = 1e-6,
-) -> dict[str, np.ndarray]:
-    """Fit a full-covariance Gaussian mixture by EM, initialised by k-means++ seeding and hard assignment.
-
-    Args:
-        poses_aa: [N, D] samples (e.g. D = 69 axis-angle body poses), N >= n_components.
-        n_components: K.
-        seed: seeds the k-means++ initialisation (the only randomness).
-        max_iter: most EM iterations.
-        tol: stop when the mean log-likelihood improves by less than this.
-        reg_covar: added to every covariance diagonal (keeps them positive definite).
-    Returns:
-        `means [K, D]`, `covars [K, D, D]`, `weights [K]`, float64 (the `save_gmm_prior` inputs).
-    """
-    x = np.asarray(poses_aa, dtype=np.float64)
-    assert x.ndim == 2 and x.shape[0] >= n_components, x.shape
-    assert max_iter >= 1, max_iter
-    centres = kmeans_plus_plus(x, n_components, np.random.default_rng(seed),
-                               lambda points, centre: _squared_distances(points, centre[None])[:, 0])
-    nearest = _squared_distances(x, centres).argmin(1)
-    weights, means, covars = _m_step(x, np.eye(n_components)[nearest], reg_covar)
-    previous = -np.inf
-    for iteration in range(max_iter):
-        log_joint = _log_gaussians(x, means, covars) + np.log(weights)  # [N, K]
-        log_norm = logsumexp(log_joint, axis=1)  # [N]
-        weights, means, covars = _m_step(x, np.exp(log_joint - log_norm[:, None]), reg_covar)
-        mean_ll = float(log_norm.mean())
-        if mean_ll - previous < tol:
-            break
-        previous = mean_ll
-    logger.info("GMM fit: K=%d, %d iterations, mean log-likelihood %.4f", n_components, iteration + 1, mean_ll)
-    return {"means": means, "covars": covars, "weights": weights}
-
-
-def _squared_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """||x_n - c_k||^2 for x [N, D], centres [K, D]. [N, K], clipped at 0 against rounding."""
-    sq = (x * x).sum(1)[:, None] - 2.0 * x @ centres.T + (centres * centres).sum(1)[None]
-    return np.maximum(sq, 0.0)
-
-
-def _m_step(x: np.ndarray, resp: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights [K], means [K, D], covariances [K, D, D] from responsibilities resp [N, K]."""
-    counts = resp.sum(0) + 10 * np.finfo(np.float64).eps  # [K]
-    means = resp.T @ x / counts[:, None]
-    covars = np.empty((len(means), x.shape[1], x.shape[1]))
-    for k, mean in enumerate(means):  # one component at a time: memory O(N D), not O(N K D)
-        diff = x - mean  # [N, D]
-        covars[k] = (resp[:, k, None] * diff).T @ diff / counts[k] + reg_covar * np.eye(x.shape[1])
-    return counts / counts.sum(), means, covars
-
-
-def _log_gaussians(x: np.ndarray, means: np.ndarray, covars: np.ndarray) -> np.ndarray:
-    """log N(x_n | mu_k, Sigma_k) for every sample and component, via Cholesky factors. [N, K]."""
-    n, dim = x.shape
-    out = np.empty((n, len(means)))
-    for k, (mean, cov) in enumerate(zip(means, covars, strict=True)):
-        chol = np.linalg.cholesky(cov)
-        z = solve_triangular(chol, (x - mean).T, lower=True)  # [D, N]
-        logdet = 2.0 * np.log(np.diag(chol)).sum()
-        out[:, k] = -0.5 * (dim * math.log(2 * math.pi) + logdet + (z * z).sum(0))
-    return out

@@ -149,19 +149,6 @@ def load_j_regressor(path: Path) -> torch.Tensor:
     return torch.as_tensor(regressor, dtype=torch.float32)
 
 
-def regress_joints(vertices: torch.Tensor, regressor: torch.Tensor) -> torch.Tensor:
-    """Joints as fixed vertex combinations.
-
-    Args:
-        vertices: [B, V, 3] metres.
-        regressor: [J, V].
-    Returns:
-        [B, J, 3] metres.
-    """
-    assert vertices.dim() == 3 and vertices.shape[-1] == 3, vertices.shape
-    assert regressor.dim() == 2 and regressor.shape[1] == vertices.shape[1], (regressor.shape, vertices.shape)
-    return torch.einsum("jv,bvc->bjc", regressor.to(vertices), vertices)
-
 
 @dataclass
 class SMPLOutput:

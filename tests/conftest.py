@@ -25,8 +25,8 @@ def body_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with the `tiny` synthetic world (both domains, preprocessed 3DPW npz) and the source priors
     (`smpl_mean_params.npz`, `gmm_08.pkl`); no base model (tests add the checkpoint they need)."""
-    from datasets.synthetic.generate import generate_world
     from datasets.preprocess.priors import make_priors
+    from datasets.synthetic.generate import generate_world
 
     root = tmp_path_factory.mktemp("tiny_world")
     generate_world(root, preset="tiny", seed=0)

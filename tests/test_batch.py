@@ -1,4 +1,4 @@
-"""datasets.batch (run_on_internet.sh --batch): the list of videos, parallel runs of the single-video command,
+"""pipelines.batch (run_on_internet.sh --batch): the list of videos, parallel runs of the single-video command,
 resume per video, the summary table with one-line failure reasons. The single-video command is a stub here (the
 real one is tested end to end in test_internet_pipeline.py)."""
 from __future__ import annotations
@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from datasets import batch
+from pipelines import batch
+from utils.video import video_names
 
 # writes what run_on_internet.sh leaves in OUT/NAME (frames, frames.csv, metrics.json), counts its calls, and fails
 # for a video called bad*; args: VIDEO --out OUT --expname NAME [options] [--resume] -- [dynaboa options]
@@ -67,7 +68,7 @@ def test_list_file_names_and_bad_input(tmp_path, capsys):
     listing.write_text("# clips\nin/x.mp4\n\nin/y.mp4\nin/x.mp4\n")
     videos = batch.list_videos(listing)
     assert [v.name for v in videos] == ["x.mp4", "y.mp4", "x.mp4"]
-    assert batch.video_names(videos) == ["x", "y", "x-2"]
+    assert video_names(videos) == ["x", "y", "x-2"]
     assert [v.name for v in batch.list_videos(tmp_path / "in")] == ["x.mp4", "y.mp4"]
     with pytest.raises(ValueError, match="neither a folder nor a list"):
         batch.list_videos(tmp_path / "absent")

@@ -1,4 +1,4 @@
-"""bench_adapt.py and datasets/speed_bench.py: retrieval decodes no image, the report's figures, the memory stream
+"""bench_adapt.py and pipelines/speed_bench.py: retrieval decodes no image, the report's figures, the memory stream
 test (tiny settings)."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 
 import bench_adapt
 from config import AdaptConfig, DataPaths
-from datasets import speed_bench
 from datasets.retrieval import ExemplarBank
 from models.adaptor import Adaptor, Runtime
 from models.hmr import HMR
 from models.smpl import build_smpl
+from pipelines import speed_bench
 from utils import imutils
 
 RES = 32  # the smallest input the backbone accepts

@@ -1,4 +1,4 @@
-"""datasets.synthetic.benchmark on the tiny world: the `make demo` path (assets, retrieval, runs, table, overlay)."""
+"""pipelines.benchmark on the tiny world: the `make demo` path (assets, retrieval, runs, table, overlay)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from datasets.checkpoint import save_training_checkpoint
-from datasets.synthetic import benchmark, report
 from models.hmr import HMR, load_mean_params
+from pipelines import benchmark, report
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dynaboa
-from datasets import cluster
+from pipelines import cluster
 from tests.test_parallel import FRAMES, drop_seconds, keep_threads, run, serial  # noqa: F401 (fixtures)
 
 distributed = pytest.importorskip("distributed")

@@ -53,7 +53,7 @@ def test_both_flag_spellings():
 
 def test_help_shows_the_spellings_users_type():
     """Booleans read `--x / --no-x` in help and usage; the `{0,1}` value and the `--x_y` spelling stay hidden."""
-    from datasets.live import WebcamConfig
+    from pipelines.live import WebcamConfig
     parser = build_parser("t", [(WebcamConfig, "webcam"), (AdaptConfig, "adaptation")])
     text = parser.format_help()
     assert "--display / --no-display" in text and "[--display | --no-display]" in text

@@ -1,4 +1,4 @@
-"""datasets.synthetic.diagnose on the tiny world: per-term gradient norms, probe and update moves, feature changes
+"""pipelines.diagnose on the tiny world: per-term gradient norms, probe and update moves, feature changes
 and exemplar pose distances are recorded and summarised."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import shutil
 import torch
 
 from datasets.checkpoint import save_training_checkpoint
-from datasets.synthetic import benchmark, diagnose
 from models.hmr import HMR, load_mean_params
+from pipelines import benchmark, diagnose
 
 
 def test_diagnose_records_terms_moves_and_exemplars(tiny_world, tmp_path):

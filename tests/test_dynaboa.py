@@ -10,7 +10,7 @@ import torch
 
 import dynaboa
 from config import DataPaths
-from datasets import session
+from pipelines import session
 
 
 def run(world, tmp_path, name, *extra):

@@ -10,7 +10,6 @@ import torch
 from models.hmr import (
     HMR,
     CheckpointError,
-    build_hmr,
     infer_backbone,
     load_hmr_checkpoint,
     load_mean_params,
@@ -84,7 +83,7 @@ def test_initialisation(resnet50: HMR) -> None:
 def test_zero_decoders_return_the_mean_init(tmp_path: Path) -> None:
     pose6d = np.random.default_rng(0).normal(size=144).astype(np.float32)
     save_mean_params(tmp_path / "mean.npz", pose6d, np.arange(10, dtype=np.float32), np.array([0.9, 0.1, -0.2]))
-    model = build_hmr(tmp_path / "mean.npz", backbone="resnet18").eval()
+    model = HMR("resnet18", load_mean_params(tmp_path / "mean.npz")).eval()
     for decoder in (model.decpose, model.decshape, model.deccam):
         torch.nn.init.zeros_(decoder.weight)
         torch.nn.init.zeros_(decoder.bias)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import dynaboa
-from datasets import session
+from pipelines import session
 
 FRAMES = 13  # the tiny world's sequences have 10 frames: two sequences, the second one cut short
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from datasets.preprocess.gmm_fit import fit_gmm_prior
 from models.prior import (
     MaxMixturePrior,
-    fit_gmm_prior,
     load_gmm_prior,
     pose_prior_loss,
     save_gmm_prior,

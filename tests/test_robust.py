@@ -8,7 +8,7 @@ import torch
 
 from config import AdaptConfig, DataPaths
 from models import robust
-from models.adaptor import Adaptor, Frame
+from models.adaptor import Adaptor
 from models.hmr import HMR
 from models.smpl import build_smpl
 from tests.test_adaptor import make_frame

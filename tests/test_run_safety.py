@@ -8,7 +8,6 @@ import json
 import shlex
 
 import pytest
-import torch
 
 import dynaboa
 from models.adaptor import Adaptor

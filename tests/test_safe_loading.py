@@ -22,8 +22,14 @@ from datasets.retrieval import CLUSTER_FILE
 from models.hmr import CheckpointError, load_hmr_checkpoint
 from models.prior import load_gmm_prior
 from models.smpl import load_smpl_model_data
-from utils.io import (UnsafePickleError, atomic_path, restricted_joblib_load, restricted_load, restricted_npz_load,
-                      write_bytes_atomic)
+from utils.io import (
+    UnsafePickleError,
+    atomic_path,
+    restricted_joblib_load,
+    restricted_load,
+    restricted_npz_load,
+    write_bytes_atomic,
+)
 
 
 class _RunsCode:

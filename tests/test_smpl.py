@@ -13,7 +13,7 @@ import torch
 from smplx.vertex_ids import vertex_ids
 
 from config import DataPaths
-from models.smpl import SMPL, build_smpl, find_smpl_model_file, load_j_regressor, load_smpl_model_data, regress_joints
+from models.smpl import SMPL, build_smpl, find_smpl_model_file, load_j_regressor, load_smpl_model_data
 from utils.constants import JOINT_IDS, SMPL_TO_J49
 from utils.geometry import batch_rodrigues
 
@@ -160,11 +160,8 @@ def test_wrong_shape_names_key_expected_and_found(body_root: Path, tmp_path: Pat
     assert "'weights'" in str(err.value) and "(6890, 24)" in str(err.value) and "(6890, 22)" in str(err.value)
 
 
-def test_regress_joints_by_hand_and_h36m(smpl: SMPL, body_root: Path) -> None:
-    vertices = torch.tensor([[[0.0, 0, 0], [2, 0, 0], [0, 4, 0]]]).repeat(2, 1, 1)
-    regressor = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
-    expected = torch.tensor([[1.0, 0, 0], [0, 2, 0]])  # the two midpoints
-    assert torch.allclose(regress_joints(vertices, regressor), expected.expand(2, 2, 3))
-    h36m = regress_joints(smpl(**_zero_pose(1)).vertices, load_j_regressor(body_root / "J_regressor_h36m.npy"))
+def test_h36m_regressor_gives_17_ordered_joints(smpl: SMPL, body_root: Path) -> None:
+    regressor = load_j_regressor(body_root / "J_regressor_h36m.npy")
+    h36m = torch.einsum("jv,bvc->bjc", regressor, smpl(**_zero_pose(1)).vertices)
     assert h36m.shape == (1, 17, 3)
     assert h36m[0, 1, 0] > 0 > h36m[0, 4, 0] and h36m[0, 10, 1] > h36m[0, 9, 1] > h36m[0, 8, 1] > h36m[0, 0, 1]

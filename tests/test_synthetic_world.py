@@ -21,8 +21,8 @@ from datasets.synthetic.detector_noise import (
 )
 from datasets.synthetic.generate import BODY_FILES, generate_world
 from datasets.synthetic.scene import background_view, box_mesh, clothing_colors, intrinsics, look_at
-from utils.io import write_bytes_atomic
 from models.smpl import build_smpl
+from utils.io import write_bytes_atomic
 
 TORSO_24 = [2, 3, 12, 14, 15, 16]  # GT-24 hips, LSP neck, pelvis, thorax, spine: well inside the silhouette
 TORSO_49 = [25 + j for j in TORSO_24]

@@ -1,4 +1,4 @@
-"""train_basemodel.py, datasets/training.py, datasets/preprocess/priors.py and datasets/checkpoint.py: loss decrease,
+"""train_basemodel.py, pipelines/training.py, datasets/preprocess/priors.py and datasets/checkpoint.py: loss decrease,
 strict checkpoints, resume, priors, backbone init."""
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from datasets.checkpoint import (
     load_backbone_init,
     read_checkpoint_extras,
     save_training_checkpoint,
-    seed_everything,
 )
 from datasets.preprocess.priors import make_priors, mean_rotations
-from datasets.training import TrainConfig, build_model, compute_losses, read_metrics, train, validate
 from models.hmr import HMR, load_hmr_checkpoint, load_mean_params
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
+from pipelines.training import TrainConfig, build_model, compute_losses, read_metrics, train, validate
+from utils.runtime import seed_everything
 from tests.test_h36m_dataset import write_h36m_set
 from train_basemodel import main, parse_args
 from utils.geometry import rot6d_to_rotmat
@@ -98,7 +98,7 @@ def test_checkpoint_round_trip_and_resume(data_root: Path, tmp_path: Path) -> No
 
 
 def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, monkeypatch) -> None:
-    from datasets import training
+    from pipelines import training
 
     run = tmp_path / "run"
     train(tiny_config(data_root, run, steps=2, val_every=1, grad_clip=1e-3))
@@ -126,7 +126,7 @@ def test_clipping_skipping_and_best_checkpoint(data_root: Path, tmp_path: Path, 
 
 def test_kp2d_warmup_ramps_the_2d_weight(data_root: Path) -> None:
     from datasets.h36m import H36MDataset, load_h36m_annotations
-    from datasets.training import kp2d_ramp
+    from pipelines.training import kp2d_ramp
 
     cfg = tiny_config(data_root, None, kp2d_warmup=4)
     assert [kp2d_ramp(cfg, s) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
@@ -241,7 +241,7 @@ def test_command_line(tmp_path: Path) -> None:
 def test_evaluate_mean_pose_and_a_checkpoint(tiny_world, tmp_path):
     """`--evaluate` validates a checkpoint (or the untrained mean pose) on h36m_valid.npz; a checkpoint of the same
     fresh network must score exactly what `mean-pose` scores."""
-    from datasets import training as tb
+    from pipelines import training as tb
 
     cfg = parse_args(["--data-root", str(tiny_world), "--backbone", "resnet10", "--img-res", "64",
                          "--workers", "0", "--seed", "0", "--evaluate", "mean-pose"])

@@ -1,4 +1,4 @@
-"""dynaboa_webcam.py and datasets/live.py: the original's flags, newest-frame capture, keys, re-timed saving, and a
+"""dynaboa_webcam.py and pipelines/live.py: the original's flags, newest-frame capture, keys, re-timed saving, and a
 headless run on a video file (frames without a person are shown without an update);
 clear errors for a missing camera or video."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dynaboa_webcam as webcam
-from datasets import live
+from pipelines import live
 from tests.test_internet_pipeline import REAL, build_data_root, read_video, write_photo_clip
 
 

@@ -30,27 +30,6 @@ def _res_hw(res: int | Sequence[int]) -> tuple[int, int]:
     return int(res[0]), int(res[1])
 
 
-def bbox_from_mask(mask: np.ndarray, scale_factor: float = 1.0) -> tuple[np.ndarray, float]:
-    """Tight square box of a binary mask.
-
-    Pixel (x, y) covers [x - 0.5, x + 0.5], so a mask spanning columns x0..x1 has width x1 - x0 + 1.
-
-    Args:
-        mask: [H, W] bool (or anything whose non-zero entries are the foreground).
-        scale_factor: multiplies the box side.
-    Returns:
-        center [2] (x, y) pixels and scale = max(w, h) / 200 * scale_factor.
-    Raises:
-        ValueError: when the mask is empty.
-    """
-    assert mask.ndim == 2, mask.shape
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        raise ValueError("the mask is empty; cannot build a box")
-    lo = np.array([xs.min(), ys.min()], dtype=np.float64)
-    hi = np.array([xs.max(), ys.max()], dtype=np.float64)
-    return (lo + hi) / 2.0, float((hi - lo + 1.0).max() / BOX_UNIT * scale_factor)
-
 
 def get_transform(center: Sequence[float], scale: float, res: int | Sequence[int], rot: float = 0) -> np.ndarray:
     """Affine map from full-image pixels to crop pixels (the original's `get_transform`).
@@ -232,20 +211,6 @@ def person_crop(img_rgb: np.ndarray, center: Sequence[float], scale: float, keyp
     return crop_to_tensor(img_rgb, center, scale, res), normalize_keypoints(kp, center, scale, res).astype(np.float32)
 
 
-def denormalize_image(t: torch.Tensor) -> np.ndarray:
-    """Inverse of `crop_to_tensor`'s normalisation, for visualisation.
-
-    Args:
-        t: [3, H, W] normalised image.
-    Returns:
-        [H, W, 3] uint8 RGB (rounded and clipped).
-    """
-    assert t.dim() == 3 and t.shape[0] == 3, t.shape
-    mean = torch.tensor(IMG_NORM_MEAN, dtype=t.dtype, device=t.device)[:, None, None]
-    std = torch.tensor(IMG_NORM_STD, dtype=t.dtype, device=t.device)[:, None, None]
-    img = ((t.detach() * std + mean) * 255.0).round().clamp(0, 255)
-    return img.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
 
 def normalize_keypoints(kp: np.ndarray, center: Sequence[float], scale: float, res: int = IMG_RES) -> np.ndarray:
     """Full-image keypoints to normalised crop coordinates, as the original's `j2d_processing` (docs/method.md §2.3).
@@ -265,28 +230,6 @@ def normalize_keypoints(kp: np.ndarray, center: Sequence[float], scale: float, r
     out[:, :2] = 2.0 * transform(out[:, :2] + 1.0, center, scale, res) / res - 1.0
     return out
 
-
-def unnormalize_keypoints(kp: np.ndarray, center: Sequence[float], scale: float, res: int = IMG_RES) -> np.ndarray:
-    """Normalised crop coordinates back to full-image pixels: the continuous inverse of `normalize_keypoints`.
-
-    The forward map truncates `v = t @ p` to an integer crop pixel `c = trunc(v) + 1`; this inverse takes the
-    middle of that pixel, `v = c - 0.5`. For points inside the crop (v >= 0) the round trip is therefore exact to
-    half a crop pixel (h / (2 res) image pixels); left of or above the crop, truncation toward zero widens the
-    error to at most 1.5 crop pixels. Network predictions are continuous, so they map without this quantisation.
-
-    Args:
-        kp: [J, C] with C >= 2: normalised (x, y, ...); extra columns are kept.
-        center, scale: the box.
-        res: crop side.
-    Returns:
-        [J, C] float64 full-image pixels (0-based), a new array.
-    """
-    assert kp.ndim == 2 and kp.shape[1] >= 2, kp.shape
-    out = np.array(kp, dtype=np.float64, copy=True)
-    crop_px = (out[:, :2] + 1.0) * res / 2.0 - 0.5
-    t_inv = np.linalg.inv(get_transform(center, scale, res))
-    out[:, :2] = crop_px @ t_inv[:2, :2].T + t_inv[:2, 2]
-    return out
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:

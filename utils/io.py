@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -236,3 +237,14 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     """Write `text` to `path` atomically (`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json(path: Path | str, obj: Any) -> None:
+    """Write `obj` as indented JSON atomically (`atomic_path`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def savez_atomic(path: Path | str, arrays: Mapping[str, Any]) -> None:
+    """`np.savez` of `arrays` to `path` atomically (`atomic_path`); the name is kept as given (no `.npz` added)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)

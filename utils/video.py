@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -134,6 +134,19 @@ def iter_video_frames(path: Path | str, every: int = 1) -> Iterator[tuple[int, n
             index += 1
     finally:
         cap.release()
+
+
+def video_names(videos: Sequence[Path | str]) -> list[str]:
+    """One folder name per video, in order: the file's stem, then `-2`, `-3`, ... when an earlier video took it."""
+    names: list[str] = []
+    for video in videos:
+        stem = Path(video).stem
+        name, k = stem, 1
+        while name in names:
+            k += 1
+            name = f"{stem}-{k}"
+        names.append(name)
+    return names
 
 
 def frame_name(index: int, ext: str = "png") -> str:

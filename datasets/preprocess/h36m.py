@@ -36,7 +36,7 @@ import numpy as np
 
 from config import DataPaths
 from utils.constants import GT_24_NAMES
-from utils.io import restricted_load
+from utils.io import restricted_load, savez_atomic
 from utils.keypoints import keypoint_box
 from utils.video import iter_video_frames
 
@@ -210,7 +210,6 @@ def run(args: argparse.Namespace) -> int:
         logger.error("no Human3.6M frames found for %s, cameras %s under %s", subjects, cameras, root)
         return 1
     data = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **data)
+    savez_atomic(out, data)
     logger.info("wrote %s: %d frames, %d with a MoSh fit", out, len(data["imgname"]), int(data["has_smpl"].sum()))
     return 0

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
+from utils.io import savez_atomic
 from utils.keypoints import (
     CONF_THRESHOLD,
     CONFIDENCE_MODES,
@@ -321,10 +322,10 @@ def process_video(det: VideoDetections, out_dir: Path, cfg: InternetConfig) -> l
         rows = np.flatnonzero((labels == label) & unique)
         rows = rows[np.argsort(kept.frames[rows], kind="stable")]
         path = out_dir / f"{det.video}_{label}.npz"
-        np.savez(path, imgname=np.array([f"images/{det.video}/{kept.images[i]}" for i in rows]),
-                 center=center[rows], scale=scale[rows], part=part[rows],
-                 track_id=np.full(len(rows), label, dtype=np.int64), frame_ids=kept.frames[rows],
-                 layout=np.array(det.layout))
+        savez_atomic(path, dict(imgname=np.array([f"images/{det.video}/{kept.images[i]}" for i in rows]),
+                                center=center[rows], scale=scale[rows], part=part[rows],
+                                track_id=np.full(len(rows), label, dtype=np.int64), frame_ids=kept.frames[rows],
+                                layout=np.array(det.layout)))
         written.append(path)
     logger.info("%s: %d of %d detections kept, %d track(s)", det.video, int(unique.sum()), len(det.frames),
                 len(written))

@@ -10,8 +10,9 @@ import torch
 
 from config import DataPaths
 from datasets.h36m import load_h36m_annotations
+from datasets.preprocess.gmm_fit import fit_gmm_prior
 from models.hmr import save_mean_params
-from models.prior import fit_gmm_prior, save_gmm_prior
+from models.prior import save_gmm_prior
 from utils.geometry import batch_rodrigues, rotmat_to_rot6d
 
 logger = logging.getLogger(__name__)

@@ -30,9 +30,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from config import DataPaths
-from datasets.synthetic.writers import save_npz_atomic
 from utils.constants import NUM_JOINTS, PW3D_TEST_SEQUENCES
-from utils.io import restricted_load
+from utils.io import restricted_load, savez_atomic
 from utils.keypoints import keypoint_box
 
 logger = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ def preprocess_pw3d(
         for pid in range(len(data["poses"])):
             out = Path(out_dir) / f"3dpw_{idx}_{pid}.npz"
             arrays = person_arrays(data, pid, models, scale_factor)
-            save_npz_atomic(out, **arrays)
+            savez_atomic(out, arrays)
             written.append(out)
             logger.info("%s person %d -> %s (%d frames)", name, pid, out.name, len(arrays["imgname"]))
     return written

@@ -43,12 +43,12 @@ from datasets.synthetic.writers import (
     h36m_image_name,
     pw3d_image_path,
     pw3d_sequence_dict,
-    save_npz_atomic,
     write_jpeg,
     write_png,
     write_pw3d_sequence,
 )
 from utils.constants import GT_SLICE
+from utils.io import savez_atomic
 from utils.keypoints import keypoint_box
 from utils.render import MeshSpec, Renderer, RenderResult
 
@@ -233,7 +233,7 @@ def generate_lab_unit(ctx: WorldContext, unit: LabUnit) -> Path:
     arrays = h36m_arrays(columns["imgname"], center, scale, part, np.concatenate(columns["S"]),
                          np.concatenate(columns["pose"]), np.tile(betas, (len(part), 1)))
     marker = lab_part_path(ctx.paths, unit)
-    save_npz_atomic(marker, **arrays)
+    savez_atomic(marker, arrays)
     return marker
 
 

@@ -19,17 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.io import atomic_path, write_bytes_atomic
+from utils.io import savez_atomic, write_bytes_atomic
 
 JPEG_QUALITY = 92  # the real datasets ship JPEGs; 92 keeps compression artefacts mild
 H36M_KEYS = ("imgname", "center", "scale", "part", "S", "pose", "shape", "has_smpl")
-
-
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """`np.savez` to `path` (which must end in .npz) through `utils.io.atomic_path`."""
-    assert path.suffix == ".npz", path
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
 
 
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int = JPEG_QUALITY) -> None:
@@ -93,7 +86,7 @@ def assemble_h36m_npz(parts: Sequence[Path], out: Path) -> int:
     """Concatenate part files (in the given order) into one `h36m_*.npz`; returns the number of frames."""
     loaded = [np.load(p) for p in parts]
     arrays = {k: np.concatenate([d[k] for d in loaded]) for k in H36M_KEYS}
-    save_npz_atomic(out, **arrays)
+    savez_atomic(out, arrays)
     return len(arrays["imgname"])
 
 

@@ -5,7 +5,7 @@ Random weights, synthetic frames and a temporary exemplar cache (so retrieval is
 each schedule it times the adaptor's own sections (`Runtime(profile=True)`): the bilevel step, each dynamic step
 (forced with threshold 0 and `--forced-steps` steps), retrieval, and the schedule with its real stop rule; plus the
 reading and cropping of a full-HD JPEG (data loading) and, in the same run, one plain batch-1 training step
-(forward, backward, Adam). `--stream-frames N` runs the program's frame loop (`datasets.session.adapt_stream`) on a
+(forward, backward, Adam). `--stream-frames N` runs the program's frame loop (`pipelines.session.adapt_stream`) on a
 small network for N frames in a fresh process and reports its peak resident memory after 500 and after N frames.
 """
 from __future__ import annotations
@@ -31,13 +31,13 @@ import torch
 
 from config import AdaptConfig, DataPaths, option
 from datasets.base import StreamItem, crop_item
-from datasets.checkpoint import resolve_device
 from datasets.retrieval import CLUSTER_FILE, ExemplarBank, cache_paths
 from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import BACKBONES, HMR
-from models.presets import PRESETS, apply_preset, freeze_unadapted
+from models.presets import PRESETS, apply_preset, scoped_adaptor
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
+from utils.runtime import resolve_device, set_threads
 
 EXEMPLARS, CLUSTERS = 256, 8  # size of the temporary exemplar cache
 FULL_FRAME = (1080, 1920)  # (H, W) of the JPEG whose reading and cropping is "data loading" (3DPW's frame size)
@@ -122,10 +122,9 @@ def build_world(backbone: str, img_res: int, root: Path, device: torch.device, s
 
 def make_adaptor(world: World, preset: str, runtime: Runtime, **overrides: Any) -> Adaptor:
     """An adaptor on a fresh copy of the network with the preset's scope and settings, history already full."""
-    model = copy.deepcopy(world.model)
-    freeze_unadapted(model, PRESETS[preset].adapted)
     cfg = dataclasses.replace(apply_preset(AdaptConfig(), preset), **overrides)
-    adaptor = Adaptor(model, world.smpl, cfg, pose_prior=world.prior, exemplars=world.bank, runtime=runtime)
+    adaptor = scoped_adaptor(copy.deepcopy(world.model), world.smpl, cfg, PRESETS[preset].adapted, world.prior,
+                             world.bank, runtime)
     adaptor.track_id = world.frames[0].track_id
     adaptor.history.extend(world.frames[:cfg.interval])  # the motion loss is active from the first timed frame
     return adaptor
@@ -351,16 +350,15 @@ def stream_memory(cfg: BenchConfig) -> dict[str, float]:
     """The program's frame loop on `cfg.stream_frames` synthetic frames (paper schedule, results written as a run
     does); meant for a fresh process, so that the peak memory is the loop's own."""
     from datasets.results import RunWriter
-    from datasets.session import RunConfig, adapt_stream
+    from pipelines.session import RunConfig, adapt_stream
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     mark = min(500, cfg.stream_frames - 1)
     with tempfile.TemporaryDirectory() as tmp:
         world = build_world(cfg.stream_backbone, cfg.stream_img_res, Path(tmp), device, cfg.seed, 0)
         runtime = Runtime(bf16=cfg.bf16, channels_last=cfg.channels_last)
-        adaptor = Adaptor(world.model, world.smpl, AdaptConfig(), world.prior, world.bank, runtime)
+        adaptor = scoped_adaptor(world.model, world.smpl, AdaptConfig(), "all", world.prior, world.bank, runtime)
         stream = SyntheticStream(cfg.stream_frames, cfg.stream_img_res, marks=[mark])
         run = RunConfig(chunk=500, workers=0, max_frames=cfg.stream_frames)
         writer = RunWriter(Path(tmp) / "run", run.chunk)

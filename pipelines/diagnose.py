@@ -2,8 +2,8 @@
 the norm of its gradient, how far the probe moves the weights against the frame's whole update, the dynamic rule's
 feature change against its threshold, and how close the retrieved exemplars are to the frame in pose.
 
-    python -m datasets.synthetic.diagnose --method DynaBOA --frames 300 --out exps/diagnose/paper
-    python -m datasets.synthetic.diagnose --method DynaBOA --frames 300 --set lr_scale=10 --out exps/diagnose/x10
+    python -m pipelines.diagnose --method DynaBOA --frames 300 --out exps/diagnose/paper
+    python -m pipelines.diagnose --method DynaBOA --frames 300 --set lr_scale=10 --out exps/diagnose/x10
 
 Writes `<out>/terms.csv` (frame, level, term, value, gradient norm), `<out>/frames.csv` (frame, probe move, update
 move, steps, feature changes, exemplar pose distances) and `<out>/summary.md`. Gradient norms need one extra backward
@@ -78,9 +78,9 @@ class Recorder:
 
 def diagnose(root: Path, method: str, protocol: str, frames: int, overrides: dict, out: Path) -> str:
     from datasets.evaluation import Evaluator
-    from datasets.session import adaptor_for_run, build_stream
-    from datasets.synthetic.benchmark import run_configs
     from models.adaptor import Frame
+    from pipelines.benchmark import run_configs
+    from pipelines.session import adaptor_for_run, build_stream
 
     run, adapt = run_configs(root, out, method, protocol, frames, 0)
     adapt = dataclasses.replace(adapt, **overrides)
@@ -158,7 +158,7 @@ def summarize(term_rows: list, frame_rows: list, threshold: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO_ROOT / "data" / "synthetic", help="the world's data root")
-    parser.add_argument("--method", default="DynaBOA", help="a method of datasets/synthetic/plans/methods.yaml")
+    parser.add_argument("--method", default="DynaBOA", help="a method of pipelines/plans/methods.yaml")
     parser.add_argument("--keypoints", default="GT 2D", choices=("GT 2D", "estimated 2D"))
     parser.add_argument("--frames", type=int, default=300, help="first frames of the stream")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

@@ -1,5 +1,5 @@
 """Many internet videos in one command: each video adapted from the base model on its own, in parallel (local
-processes or a dask cluster, `datasets.cluster`), by the single-video pipeline (`run_on_internet.sh VIDEO`: frames,
+processes or a dask cluster, `pipelines.cluster`), by the single-video pipeline (`run_on_internet.sh VIDEO`: frames,
 keypoints, tracks, DynaBOA, exports), with one progress bar over the batch and a summary table.
 
     bash run_on_internet.sh --batch videos/ --jobs 2                # a folder, or a text file with one path a line
@@ -21,7 +21,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets.cluster import BACKENDS, Task, run_tasks
+from pipelines.cluster import BACKENDS, Task, run_tasks
+from utils.video import video_names
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -37,17 +38,6 @@ def list_videos(source: Path) -> list[Path]:
                 for ln in lines if ln and not ln.startswith("#")]
     raise ValueError(f"--batch: {source} is neither a folder nor a list of videos (one path a line)")
 
-
-def video_names(videos: Sequence[Path]) -> list[str]:
-    """One directory name per video: the file's stem, `-2`, `-3`... when two stems are equal."""
-    names: list[str] = []
-    for video in videos:
-        name, k = video.stem, 1
-        while name in names:
-            k += 1
-            name = f"{video.stem}-{k}"
-        names.append(name)
-    return names
 
 
 def one_line_reason(log: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -17,11 +18,13 @@ import cv2
 import numpy as np
 import torch
 
-from config import AdaptConfig, option
+from config import POSITIVE, AdaptConfig, option
 from datasets.detector import DetectorConfig, PoseDetector, largest_person
 from datasets.overlay import draw_keypoints, overlay_people
 from datasets.video_out import open_video
 from models.adaptor import Adaptor, Frame
+from pipelines.async_adapt import AsyncAdapter, LivePredictor, Staleness
+from pipelines.budget import Budget
 from utils.geometry import full_image_camera
 from utils.imutils import person_crop
 from utils.keypoints import binarize_confidence, keypoint_box, to_j49
@@ -51,6 +54,13 @@ class WebcamConfig:
     seed: int = option("random seed", default=22)
     device: str = option("auto, cpu or cuda", default="auto")
     max_frames: int = option("stop after this many processed frames (0 = until the end or `q`)", default=0)
+    async_adapt: bool = option("adapt beside the prediction, in a background thread: every frame is shown at once "
+                               "with the newest adapted weights, and the thread adapts on the newest frames "
+                               "(pipelines/async_adapt.py)", default=False)
+    adapt_queue: int = option("frames waiting for the adaptation thread at most (--async-adapt); a new frame at a "
+                              "full queue drops the oldest", default=2, check=POSITIVE)
+    realtime: bool = option("play a video file at its frame rate, as a camera delivers it: frames not taken in time "
+                            "are dropped and the saved video is re-timed to the shown rate", default=False)
 
 
 @dataclass
@@ -67,12 +77,17 @@ class WebcamAdaptConfig(AdaptConfig):
 
 @dataclass
 class RunStats:
-    """What a session did: frames processed, of which updated and without a person, mean processing rate."""
+    """What a session did: frames processed (shown), updates, frames without a person, mean processing rate; with
+    --async-adapt also the updates per second, the mean staleness (frames between the frame shown and the newest
+    frame adapted on) and the frames dropped from the adaptation queue."""
 
     frames: int = 0
     updated: int = 0
     no_person: int = 0
     fps: float = 0.0
+    updates_per_s: float = 0.0
+    staleness: float = 0.0
+    adapt_dropped: int = 0
 
 
 # --- frame sources --------------------------------------------------------------------------------------------------
@@ -132,23 +147,49 @@ def open_source(cfg: WebcamConfig) -> tuple[Iterator[np.ndarray], float | None]:
     """
     if cfg.capture_mode == "video":
         info = video_info(cfg.video)  # raises on a missing or unreadable file
-        return (frame for _, frame in iter_video_frames(cfg.video)), info.fps or 30.0
+        frames = (frame for _, frame in iter_video_frames(cfg.video))
+        if cfg.realtime:  # as a camera: the newest frame at the file's pace; re-timed to the measured rate
+            return newest_frames(LatestFrame(PacedVideo(frames, info.fps or 30.0)), "video"), None
+        return frames, info.fps or 30.0
     capture = cv2.VideoCapture(cfg.camera)
     if not capture.isOpened():
         raise RuntimeError(f"camera {cfg.camera} cannot be opened: check that it is connected and not in use by "
                            "another program, pick another with --camera N, or read a file with --capture-mode video "
                            "--video PATH")
-    latest = LatestFrame(capture)
+    return newest_frames(LatestFrame(capture), "camera"), None
 
-    def frames() -> Iterator[np.ndarray]:
+
+def newest_frames(latest: LatestFrame, what: str) -> Iterator[np.ndarray]:
+    """The frames a `LatestFrame` hands out, until its source ends; it is closed at the end."""
+    try:
+        while (frame := latest.read()) is not None:
+            yield frame
+    finally:
+        latest.close()
+        logger.info("%s: %d frames dropped to keep up", what, latest.dropped)
+
+
+class PacedVideo:
+    """Frames of a file delivered at `fps` from the first read, as a camera would (`read`/`release` of a
+    `cv2.VideoCapture`)."""
+
+    def __init__(self, frames: Iterator[np.ndarray], fps: float) -> None:
+        self.frames, self.fps, self.count, self.start = frames, fps, 0, None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        frame = next(self.frames, None)
+        if frame is None:
+            return False, None
+        self.start = time.perf_counter() if self.start is None else self.start
+        time.sleep(max(0.0, self.start + self.count / self.fps - time.perf_counter()))
+        self.count += 1
+        return True, frame
+
+    def release(self) -> None:
         try:
-            while (frame := latest.read()) is not None:
-                yield frame
-        finally:
-            latest.close()
-            logger.info("camera: %d frames dropped to keep up", latest.dropped)
-
-    return frames(), None
+            self.frames.close()
+        except (AttributeError, ValueError):  # not a generator, or still being read by a thread that did not stop
+            pass
 
 
 # --- output ---------------------------------------------------------------------------------------------------------
@@ -229,10 +270,39 @@ class Session:
         self.renderer = Renderer(64, 64)
         self.base = copy.deepcopy(adaptor.model).eval().requires_grad_(False) if cfg.test_basemodel else None
         self.track, self.seen = 0, False  # track id of the person; whether the previous frame had one
+        self.budget = Budget.from_config(adaptor.cfg)  # --adapt-every, --frame-budget (synchronous path)
+        self.adapter = self.predictor = None
+        if cfg.async_adapt and adaptor.cfg.adapt:  # the predictor's copy first: the thread then owns the adaptor
+            threads = max(1, (os.cpu_count() or 2) // 2)  # half the cores for prediction, half for adaptation
+            self.predictor = LivePredictor(adaptor.model, adaptor.smpl)
+            self.adapter = AsyncAdapter(adaptor, cfg.adapt_queue, threads)
+            self.predictor.board = self.adapter.board
+            torch.set_num_threads(threads)
+        self.staleness = Staleness()
 
     def close(self) -> None:
+        if self.adapter is not None:
+            self.adapter.close()
         self.detector.close()
         self.renderer.close()
+
+    def reset(self) -> None:
+        """Back to the base model (key `r`)."""
+        (self.adapter or self.adaptor).reset()
+
+    def counters(self, stats: RunStats) -> None:
+        """Copy the adaptation thread's counters into `stats` (--async-adapt)."""
+        if self.adapter is not None:
+            stats.updated, stats.updates_per_s = self.adapter.updates, self.adapter.updates_per_second
+            stats.staleness, stats.adapt_dropped = self.staleness.mean, self.adapter.dropped
+
+    def status(self, rate: float) -> str:
+        """The line drawn on the frames: shown frames per second (and, asynchronous, updates per second and the
+        staleness of the frame shown, in frames)."""
+        if self.adapter is None:
+            return f"{rate:.1f} fps"
+        stale = "-" if self.staleness.last is None else str(self.staleness.last)
+        return f"{rate:.1f} fps, {self.adapter.updates_per_second:.1f} upd/s, stale {stale}"
 
     def process(self, rgb: np.ndarray, stats: RunStats) -> list[np.ndarray]:
         """Adapt on one RGB frame; returns the panels [keypoints, adapted mesh(, base model)] as RGB images."""
@@ -250,16 +320,28 @@ class Session:
         kp49 = binarize_confidence(to_j49(person.keypoints[None], "mediapipe33"))[0]
         crop, kp = person_crop(rgb, center, scale, kp49, self.img_res)
         image, keypoints = crop[None].to(self.device), torch.from_numpy(kp)[None]
-        res = self.adaptor.step(Frame(image, keypoints.to(self.device), self.track))
-        stats.updated += res.updated
+        cam, vertices = self._mesh(Frame(image, keypoints.to(self.device), self.track), stats)
         panels[0] = draw_keypoints(rgb, person.keypoints)
-        panels[1] = self._overlay(rgb, res.output.pred_cam, res.vertices, center, scale, ADAPTED_COLOR)
+        panels[1] = self._overlay(rgb, cam, vertices, center, scale, ADAPTED_COLOR)
         if self.base is not None:
             with torch.no_grad():
                 out = self.base(image)
                 verts = self.adaptor.smpl(**out.smpl_params()).vertices
             panels[2] = self._overlay(rgb, out.pred_cam, verts, center, scale, BASE_COLOR)
         return panels
+
+    def _mesh(self, frame: Frame, stats: RunStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """The crop camera and vertices of the frame: adapted on (when the budget allows), then predicted; or, with
+        --async-adapt, predicted at once with the newest published weights and queued for the adaptation thread."""
+        if self.adapter is None:
+            res = self.adaptor.step(frame, adapt=self.budget.wants(stats.frames))
+            stats.updated += res.updated
+            return res.output.pred_cam, res.vertices
+        self.predictor.refresh()
+        out, vertices = self.predictor(frame.image)
+        self.staleness.observe(stats.frames, self.predictor.frame)
+        self.adapter.submit(frame, stats.frames)
+        return out.pred_cam, vertices
 
     def _overlay(self, rgb: np.ndarray, cam: torch.Tensor, vertices: torch.Tensor, center: np.ndarray, scale: float,
                  color: tuple[int, int, int]) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The synthetic benchmark: the methods of `plans/methods.yaml` on the synthetic target under GT 2D (`smpl_j2d`, the
 paper's #PS protocol) and estimated 2D (`op_j2d`, the detector-noise keypoints), with the committed base model.
 
-    python -m datasets.synthetic.benchmark                      # the benchmark of record (bash run_on_synthetic.sh)
-    python -m datasets.synthetic.benchmark --plan quick         # a short check: the first target sequence
-    python -m datasets.synthetic.benchmark --plan demo          # what `make demo` runs: short, GT 2D only
-    python -m datasets.synthetic.benchmark --plan validation --only DynaBOA --max-frames 900 --out exps/val_x
+    python -m pipelines.benchmark                      # the benchmark of record (bash run_on_synthetic.sh)
+    python -m pipelines.benchmark --plan quick         # a short check: the first target sequence
+    python -m pipelines.benchmark --plan demo          # what `make demo` runs: short, GT 2D only
+    python -m pipelines.benchmark --plan validation --only DynaBOA --max-frames 900 --out exps/val_x
 
 A plan (`plans/<name>.yaml`, or a path) names the world, the frames, the window of the learning curves and which
 methods run under which keypoints. Methods are independent, so `--jobs N` runs them in N processes (each stream
@@ -150,7 +150,7 @@ def ensure_retrieval(root: Path, k: int, max_samples: int) -> None:
 
 def run_configs(root: Path, out: Path, method: str, protocol: str, max_frames: int, threads: int):
     """The run and adaptation settings of one benchmark run, resolved as `dynaboa.py` resolves its options."""
-    from datasets.session import RunConfig, resolve_adapt
+    from pipelines.session import RunConfig, resolve_adapt
 
     spec = METHODS[method]
     name = run_name(method, protocol)
@@ -162,9 +162,9 @@ def run_configs(root: Path, out: Path, method: str, protocol: str, max_frames: i
 
 
 def run_method(root: Path, out: Path, method: str, protocol: str, max_frames: int, threads: int = 0) -> dict:
-    """One run through `datasets.session` (skipped when its metrics exist, resumed when interrupted); returns its
+    """One run through `pipelines.session` (skipped when its metrics exist, resumed when interrupted); returns its
     metrics."""
-    from datasets.session import run_session
+    from pipelines.session import run_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     name = run_name(method, protocol)
@@ -231,7 +231,7 @@ def run_benchmark(plan: Plan, root: Path, out: Path, jobs: int = 1, k: int = 10,
                   report_only: bool = False) -> str:
     """Build what is missing, run what is not finished, and write the tables and curves; returns the tables.
     `report_only`: run nothing; tables and curves of the finished runs, naming those not run."""
-    from datasets.synthetic import report
+    from pipelines import report
 
     if report_only:
         results = finished_runs(plan, out)
@@ -260,7 +260,7 @@ def run_benchmark(plan: Plan, root: Path, out: Path, jobs: int = 1, k: int = 10,
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", "--preset", dest="plan", default="full",
-                        help="a plan in datasets/synthetic/plans (full, quick, demo, validation) or a YAML path")
+                        help="a plan in pipelines/plans (full, quick, demo, validation) or a YAML path")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: exps/synthetic_<plan>)")
     parser.add_argument("--jobs", type=int, default=2, help="processes: runs in parallel, and world generation")
     parser.add_argument("--only", action="append", default=None, help="run only this method (repeatable)")

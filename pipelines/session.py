@@ -9,7 +9,7 @@ as frames finish, chunks of predictions and, at each chunk's end, the state that
 The original adapts one continuous stream. `reset_per_sequence` starts every sequence (the track name before ":",
 e.g. `3dpw_25`; the persons of a sequence share its scene, so adaptation carries over between them) from the base
 model with a seed derived from the sequence name, and then `jobs` > 1 adapts sequences in that many processes through
-joblib, or `backend` "dask" on a dask.distributed cluster (`datasets.cluster`). Each sequence writes its own run under `sequences/<name>/` (resumable on its own); they are merged into the
+joblib, or `backend` "dask" on a dask.distributed cluster (`pipelines.cluster`). Each sequence writes its own run under `sequences/<name>/` (resumable on its own); they are merged into the
 same files, in stream order, identical to the serial run given the same `threads`.
 """
 
@@ -31,18 +31,20 @@ import torch
 
 from config import POSITIVE, AdaptConfig, DataPaths, config_to_dict, option
 from datasets.base import StreamItem, collate_single
-from datasets.cluster import BACKENDS, Task, raise_failures, run_tasks
-from datasets.checkpoint import input_size, resolve_device, seed_everything, write_json
+from datasets.checkpoint import input_size
 from datasets.results import FIELDS, RunWriter, savez_atomic, summarize
 from datasets.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
 from models.adaptor import Adaptor, Frame, Runtime
 from models.hmr import load_hmr_checkpoint
-from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, freeze_unadapted
+from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, scoped_adaptor
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
+from pipelines.budget import Budget
+from pipelines.cluster import BACKENDS, Task, raise_failures, run_tasks
 from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
-from utils.io import atomic_path
+from utils.io import atomic_path, write_json
 from utils.keypoints import CONFIDENCE_MODES
+from utils.runtime import resolve_device, seed_everything
 
 logger = logging.getLogger("dynaboa")
 PARTS_DIR = "sequences"  # <exppath>/sequences/<name>/: one sequence of a parallel run
@@ -106,12 +108,21 @@ def resolve_adapt(run: RunConfig, adapt: AdaptConfig, explicit: Collection[str] 
     the user set, are kept), exemplars off when source-free, and the original's per-dataset defaults."""
     adapt = apply_preset(adapt, run.preset, keep=explicit)
     if run.source_free:
-        adapt = dataclasses.replace(adapt, retrieval=False, lower_level_mixtrain=False, upper_level_mixtrain=False)
+        adapt = _said(adapt, "--source-free", retrieval=False, lower_level_mixtrain=False, upper_level_mixtrain=False)
     if run.dataset == "internet" and "shape_prior_weight" not in explicit:
-        adapt = dataclasses.replace(adapt, shape_prior_weight=2e-4)  # the original's internet setting
+        adapt = _said(adapt, "--dataset internet", shape_prior_weight=2e-4)  # the original's internet setting
     if run.keypoints == "op_j2d" and "keypoint_block" not in explicit:
-        adapt = dataclasses.replace(adapt, keypoint_block="gt")  # detections are mapped into both blocks
+        adapt = _said(adapt, "--keypoints op_j2d", keypoint_block="gt")  # detections are mapped into both blocks
     return adapt
+
+
+def _said(adapt: AdaptConfig, why: str, **changes: object) -> AdaptConfig:
+    """`adapt` with `changes`, logged when they change a value (a run option never rewrites one silently)."""
+    changed = {key: value for key, value in changes.items() if getattr(adapt, key) != value}
+    if changed:
+        logger.info("%s sets %s (give the option to choose otherwise; recorded in config.json)", why,
+                    ", ".join(f"{key}={value}" for key, value in changed.items()))
+    return dataclasses.replace(adapt, **changes)
 
 def build_stream(run: RunConfig, paths: DataPaths, img_res: int) -> torch.utils.data.Dataset:
     if run.dataset == "3dpw":
@@ -132,7 +143,6 @@ def build_adaptor(adapt: AdaptConfig, paths: DataPaths, device: torch.device, mo
     model_file = model_file or paths.base_model
     img_res = input_size(model_file, img_res)
     model = load_hmr_checkpoint(model_file).to(device)
-    freeze_unadapted(model, adapted)
     smpl = build_smpl(paths, "neutral").to(device)
     prior = MaxMixturePrior.from_file(paths.gmm_prior).to(device) if adapt.pose_prior_weight > 0 else None
     bank = None
@@ -140,7 +150,7 @@ def build_adaptor(adapt: AdaptConfig, paths: DataPaths, device: torch.device, mo
         from datasets.retrieval import ExemplarBank
 
         bank = ExemplarBank(paths.retrieval_dir, img_res, device, seed=seed)
-    return Adaptor(model, smpl, adapt, pose_prior=prior, exemplars=bank, runtime=runtime), img_res
+    return scoped_adaptor(model, smpl, adapt, adapted, prior, bank, runtime), img_res
 
 
 def adaptor_for_run(run: RunConfig, adapt: AdaptConfig, paths: DataPaths, device: torch.device
@@ -231,12 +241,14 @@ def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: Ru
     loader = torch.utils.data.DataLoader(subset, batch_size=1, collate_fn=collate_single, num_workers=run.workers)
     running: dict[str, list[float]] = {}  # metric -> [sum, count] (constant memory over any stream length)
     bar = tqdm(loader, total=len(subset), desc="adapting", dynamic_ncols=True)
+    budget = Budget.from_config(adaptor.cfg, writer.state)  # which frames are adapted on (pipelines/budget.py)
     for item in bar:
         if tracks is not None and (item.index == 0 or tracks[item.index - 1][0] != item.track[0]):
             start_sequence(adaptor, run.seed, item.track[0])
         started = time.perf_counter()
         frame = Frame(item.image[None].to(device), item.keypoints[None].to(device), item.track)
-        res = adaptor.step(frame)
+        res = adaptor.step(frame, adapt=budget.wants(item.index))
+        budget.spend(time.perf_counter() - started)
         row = {"index": item.index, "imgname": item.imgname, "track": f"{item.track[0]}:{item.track[1]}",
                "updated": res.updated, "dynamic_steps": res.dynamic_steps,
                "seconds": round(time.perf_counter() - started, 4)}
@@ -250,13 +262,14 @@ def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: Ru
         writer.add(row, prediction_arrays(item, res, run.focal_length))
         done = item.index + 1 - first
         if done % run.chunk == 0 or item.index + 1 == end:
-            writer.end_chunk(done, resume_state(adaptor))
+            writer.end_chunk(done, resume_state(adaptor, budget))
 
 
-def resume_state(adaptor: Adaptor) -> dict:
+def resume_state(adaptor: Adaptor, budget: Budget | None = None) -> dict:
     bank = adaptor.exemplars
     return {"adaptor": adaptor.state_dict(), "torch_rng": torch.get_rng_state(),
-            "bank_rng": bank.rng.bit_generator.state if bank is not None else None}
+            "bank_rng": bank.rng.bit_generator.state if bank is not None else None,
+            "budget": budget.state_dict() if budget is not None else None}
 
 
 def restore_state(adaptor: Adaptor, state: dict) -> None:

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,15 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from config import DataPaths
+from config import DataPaths, option
 from datasets.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
     METRICS_FILE,
-    git_commit,
     load_backbone_init,
     prepare_run_dir,
     read_checkpoint_extras,
-    resolve_device,
     save_training_checkpoint,
-    seed_everything,
-    write_json,
 )
 from datasets.h36m import AugmentSettings, H36MDataset, load_h36m_annotations
 from models import losses
@@ -47,7 +43,9 @@ from models.hmr import BACKBONES, HMR, default_mean_params, load_hmr_checkpoint,
 from models.smpl import SMPL, build_smpl
 from utils.constants import GT_SLICE, IMG_RES, J24_TO_J14
 from utils.geometry import batch_rodrigues, project_to_crop
+from utils.io import write_json
 from utils.metrics import mpjpe, pa_mpjpe, rotation_error_deg
+from utils.runtime import git_commit, resolve_device, seed_everything
 
 logger = logging.getLogger("train_basemodel")
 _AUG = AugmentSettings()
@@ -55,53 +53,51 @@ HIPS_J14 = [2, 3]  # R hip, L hip in the LSP-14 order (J24_TO_J14)
 BEST_CHECKPOINT = "basemodel_best.pt"  # the validation with the lowest PA-MPJPE so far
 
 
-def _opt(text: str, default: Any, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": text, **extra})
 
 
 @dataclass
 class TrainConfig:
     """Options of train_basemodel.py (defaults: SPIN's training recipe, docs/method.md §2.7)."""
 
-    data_root: Path | None = _opt("data root: dataset_extras/, h36m/, smpl/ ($DYNABOA_DATA or data/ when unset)", None)
-    run_dir: Path | None = _opt("run directory (config, checkpoints, metrics); resumed if it has a checkpoint", None)
-    evaluate: str = _opt("only validate this checkpoint (or 'mean-pose': the untrained network's mean pose) on "
+    data_root: Path | None = option("data root: dataset_extras/, h36m/, smpl/ ($DYNABOA_DATA or data/ when unset)", None)
+    run_dir: Path | None = option("run directory (config, checkpoints, metrics); resumed if it has a checkpoint", None)
+    evaluate: str = option("only validate this checkpoint (or 'mean-pose': the untrained network's mean pose) on "
                          "h36m_valid.npz and print the errors", "")
-    make_priors: bool = _opt("write smpl_mean_params.npz and gmm_08.pkl from the training poses, then stop", False)
-    out: Path | None = _opt("folder --make-priors writes to (the data root when unset)", None)
-    prior_max_samples: int = _opt("poses the GMM is fitted on (a seeded random subset; 0 = all)", 20000)
-    backbone: str = _opt("ResNet depth; the released base model is resnet50", "resnet50", choices=tuple(BACKBONES))
-    img_res: int = _opt("network input side, pixels (224 as released; 128 is ~3x cheaper on a CPU)", IMG_RES)
-    epochs: int = _opt("passes over the training set (the original trained ~90)", 90)
-    steps: int = _opt("stop after this many optimiser steps in all (0 = the epochs decide)", 0)
-    lr: float = _opt("Adam learning rate (SPIN: 5e-5; small models from scratch like ~1e-4)", 5e-5)
-    batch_size: int = _opt("frames per step (SPIN: 64)", 64)
-    workers: int = _opt("DataLoader worker processes (0 = decode in the main process)", 4)
-    seed: int = _opt("seeds model initialisation, data order and augmentation", 0)
-    device: str = _opt("'auto' (CUDA when available), 'cpu' or 'cuda'", "auto")
-    log_every: int = _opt("steps between loss records in metrics.json", 50)
-    val_every: int = _opt("steps between validations (0 = only at the end)", 1000)
-    val_max_samples: int = _opt("validation frames, evenly spaced (0 = all)", 2000)
-    ckpt_every: int = _opt("steps between checkpoints (the last one is always written)", 1000)
-    init_backbone: Path | None = _opt("torchvision-style ResNet state dict to start the backbone from", None)
-    half: bool = _opt("store the final basemodel.pt in float16", False)
-    fast_decode: bool = _opt("decode training JPEGs at 1/2..1/8 size when the box stays >= img_res px", True)
-    augment: bool = _opt("SPIN augmentation (rotation, scale, flip, colour and pixel noise)", True)
-    rot_factor: float = _opt("rotation std, degrees (clipped at 2x)", _AUG.rot_factor)
-    rot_prob: float = _opt("probability of a rotation", _AUG.rot_prob)
-    scale_factor: float = _opt("box scale std (clipped at 1x)", _AUG.scale_factor)
-    flip_prob: float = _opt("probability of a horizontal flip", _AUG.flip_prob)
-    noise_factor: float = _opt("per-channel colour factor range 1 +- this", _AUG.noise_factor)
-    pixel_noise: float = _opt("per-pixel Gaussian noise std, grey levels", _AUG.pixel_noise)
-    kp2d_weight: float = _opt("2D keypoint loss weight (SPIN)", 5.0)
-    kp3d_weight: float = _opt("3D keypoint loss weight (SPIN)", 5.0)
-    pose_weight: float = _opt("rotation-matrix MSE weight (SPIN)", 1.0)
-    beta_weight: float = _opt("betas MSE weight (SPIN)", 0.001)
-    cam_weight: float = _opt("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
-    loss_scale: float = _opt("factor on the whole loss (SPIN's 60)", 60.0)
-    kp2d_warmup: int = _opt("steps over which the 2D keypoint weight ramps linearly from 0 to its value (0 = none; "
+    make_priors: bool = option("write smpl_mean_params.npz and gmm_08.pkl from the training poses, then stop", False)
+    out: Path | None = option("folder --make-priors writes to (the data root when unset)", None)
+    prior_max_samples: int = option("poses the GMM is fitted on (a seeded random subset; 0 = all)", 20000)
+    backbone: str = option("ResNet depth; the released base model is resnet50", "resnet50", choices=tuple(BACKBONES))
+    img_res: int = option("network input side, pixels (224 as released; 128 is ~3x cheaper on a CPU)", IMG_RES)
+    epochs: int = option("passes over the training set (the original trained ~90)", 90)
+    steps: int = option("stop after this many optimiser steps in all (0 = the epochs decide)", 0)
+    lr: float = option("Adam learning rate (SPIN: 5e-5; small models from scratch like ~1e-4)", 5e-5)
+    batch_size: int = option("frames per step (SPIN: 64)", 64)
+    workers: int = option("DataLoader worker processes (0 = decode in the main process)", 4)
+    seed: int = option("seeds model initialisation, data order and augmentation", 0)
+    device: str = option("'auto' (CUDA when available), 'cpu' or 'cuda'", "auto")
+    log_every: int = option("steps between loss records in metrics.json", 50)
+    val_every: int = option("steps between validations (0 = only at the end)", 1000)
+    val_max_samples: int = option("validation frames, evenly spaced (0 = all)", 2000)
+    ckpt_every: int = option("steps between checkpoints (the last one is always written)", 1000)
+    init_backbone: Path | None = option("torchvision-style ResNet state dict to start the backbone from", None)
+    half: bool = option("store the final basemodel.pt in float16", False)
+    fast_decode: bool = option("decode training JPEGs at 1/2..1/8 size when the box stays >= img_res px", True)
+    augment: bool = option("SPIN augmentation (rotation, scale, flip, colour and pixel noise)", True)
+    rot_factor: float = option("rotation std, degrees (clipped at 2x)", _AUG.rot_factor)
+    rot_prob: float = option("probability of a rotation", _AUG.rot_prob)
+    scale_factor: float = option("box scale std (clipped at 1x)", _AUG.scale_factor)
+    flip_prob: float = option("probability of a horizontal flip", _AUG.flip_prob)
+    noise_factor: float = option("per-channel colour factor range 1 +- this", _AUG.noise_factor)
+    pixel_noise: float = option("per-pixel Gaussian noise std, grey levels", _AUG.pixel_noise)
+    kp2d_weight: float = option("2D keypoint loss weight (SPIN)", 5.0)
+    kp3d_weight: float = option("3D keypoint loss weight (SPIN)", 5.0)
+    pose_weight: float = option("rotation-matrix MSE weight (SPIN)", 1.0)
+    beta_weight: float = option("betas MSE weight (SPIN)", 0.001)
+    cam_weight: float = option("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
+    loss_scale: float = option("factor on the whole loss (SPIN's 60)", 60.0)
+    kp2d_warmup: int = option("steps over which the 2D keypoint weight ramps linearly from 0 to its value (0 = none; "
                             "from scratch, an early 2D loss can keep the root orientation at chance: README)", 0)
-    grad_clip: float = _opt("clip the gradient's global norm at this value (0 = off; SPIN does not clip)", 0.0)
+    grad_clip: float = option("clip the gradient's global norm at this value (0 = off; SPIN does not clip)", 0.0)
 
 
 def augment_settings(cfg: TrainConfig) -> AugmentSettings | None:
