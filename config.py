@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -189,7 +190,9 @@ def config_from_namespace(cls: type, ns: argparse.Namespace, yaml_path: Path | s
     values: dict[str, Any] = {}
     names = {f.name for f in fields(cls)}
     if yaml_path:
-        loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        text = Path(yaml_path).read_text()
+        # a run's config.json, or a YAML file (PyYAML would read JSON's `3e-06` as a string)
+        loaded = (json.loads(text) if Path(yaml_path).suffix == ".json" else yaml.safe_load(text)) or {}
         unknown = set(loaded) - names
         if unknown:
             raise ValueError(f"{yaml_path}: unknown keys {sorted(unknown)} for {cls.__name__}")
@@ -210,11 +213,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     for key, value in dataclasses.asdict(cfg).items():
         out[key] = str(value) if isinstance(value, Path) else value
     return out
-
-
-def save_config(cfg: Any, path: Path | str) -> None:
-    """Write the resolved config next to a run's results."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from config import DataPaths
+from config import DataPaths, add_dataclass_arguments, config_from_namespace
 from datasets.assets import PURPOSES, check_assets, format_report, missing_required
 
 PREPROCESSORS = {  # --dataset value -> module with add_arguments(parser) and run(args) -> int
@@ -49,7 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
     module = None
     if known.dataset in PREPROCESSORS:
         module = importlib.import_module(PREPROCESSORS[known.dataset])
-        module.add_arguments(parser)
+        add_dataclass_arguments(parser, module.CONFIG, f"--dataset {known.dataset}")
     return parser.parse_args(argv), module
 
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module is None:
         return check_assets_main(args)
     try:
-        return int(module.run(args))
+        return int(module.run(config_from_namespace(module.CONFIG, args), args.data_root))
     except (ValueError, FileNotFoundError) as err:  # a bad or missing input file: one line naming it
         logging.getLogger("process_data").error("%s", err)
         return 1

@@ -1,6 +1,6 @@
 """Run directories, training checkpoints with resume state, and backbone initialisation from a ResNet state dict.
 
-A run directory holds `config.yaml` (the resolved config), `metrics.json` (the run's record, with the git commit),
+A run directory holds `config.json` (the resolved config, the one run-config format: `--config` reads it back), `metrics.json` (the run's record, with the git commit),
 `checkpoint_last.pt` (the latest training state) and `basemodel.pt` (the final model). Checkpoints are in the
 original's layout (`{'model': {'module.' + key: tensor}}`, readable strictly by `models.hmr.load_hmr_checkpoint`)
 with the resume state in extra top-level keys (`optimizer`, `step`, `epoch`, `backbone`, `img_res`).
@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 
-from config import save_config
+from config import config_to_dict
 from models.hmr import HMR, save_hmr_checkpoint
 from utils.constants import IMG_RES
-from utils.io import atomic_path, torch_load_tensors
+from utils.io import atomic_path, torch_load_tensors, write_json
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = "checkpoint_last.pt"
 FINAL_CHECKPOINT = "basemodel.pt"
@@ -32,7 +32,7 @@ def prepare_run_dir(run_dir: Path, cfg: Any) -> Path:
     """Create `run_dir` and write the resolved config into it (overwriting an older one on resume)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / CONFIG_FILE)
+    write_json(run_dir / CONFIG_FILE, config_to_dict(cfg))
     return run_dir
 
 

@@ -1,14 +1,17 @@
-"""Exports of a run's `results.npz`: VIBE-style npz per person, EasyMocap and instant-nvr files, overlay videos, OBJ.
+"""Exports of a run's `results.npz`: VIBE-style npz, glTF and BVH animations per person, EasyMocap and instant-nvr
+files, overlay videos, a browser page, OBJ.
 
     python -m datasets.export exps/internet                      # everything, under exps/internet/export/
     python -m datasets.export exps/internet --formats vibe --obj --no-video
 
 Per video `<out>/<video>/`: `person_<k>.npz` (VIBE keys plus the full-image camera), `overlay.mp4` (every frame
 with the predicted meshes rendered by the full-image camera, at the source frame rate), `easymocap/` (`smpl/%06d.json`,
-`intri.yml`, `extri.yml`), `instant-nvr/person_<k>/` (`params/`, `vertices/`, `annots.npy`, `images/` link) and with
-`--obj` `obj/person_<k>/%06d.obj`. Per-frame files are named after the frame image (`000001` = the video's first
-frame, as vid2img names frames). `docs/exports.md` gives every key, shape, unit and coordinate frame; the
-EasyMocap / instant-nvr conversion is docs/method.md §2.4, with one shape per person (the mean of its betas).
+`intri.yml`, `extri.yml`), `instant-nvr/person_<k>/` (`params/`, `vertices/`, `annots.npy`, `images/` link),
+`person_<k>.glb` (skinned, animated body), `person_<k>.bvh`, `view.html` (the .glb files played in a browser beside
+the overlay; `--no-viewer`: none) and with `--obj` `obj/person_<k>/%06d.obj`. Per-frame files are named after the
+frame image (`000001` = the video's first frame, as vid2img names frames). `docs/exports.md` gives every key, shape,
+unit and coordinate frame; the EasyMocap / instant-nvr conversion is docs/method.md §2.4, with one shape per person
+(the mean of its betas).
 """
 from __future__ import annotations
 
@@ -25,8 +28,12 @@ import numpy as np
 import torch
 
 from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
-from datasets.overlay import intrinsics, iter_vertices, smpl_forward, write_overlay_video
+from datasets.animation import TrackAnimation, frame_clock, track_animation
+from datasets.bvh_export import write_bvh
+from datasets.gltf_export import write_glb
+from datasets.overlay import PALETTE, intrinsics, iter_vertices, smpl_forward, write_overlay_video
 from datasets.results import load_results, split_track, tracks_of
+from datasets.viewer import write_viewer
 from models.smpl import SMPL, build_smpl
 from utils.geometry import crop_cam_to_orig_weak_cam, rotmat_to_axis_angle
 
@@ -35,15 +42,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("vibe", "easymocap", "instant-nvr")
+FORMATS = ("vibe", "easymocap", "instant-nvr", "gltf", "bvh")
 
 
 @dataclass
 class ExportConfig:
     """What to export."""
 
-    formats: tuple[str, ...] = option("parameter exports", default=FORMATS, choices=FORMATS)
+    formats: tuple[str, ...] = option("exports per person track", default=FORMATS, choices=FORMATS)
     video: bool = option("overlay video per video", default=True)
+    viewer: bool = option("view.html: the glTF animations in a browser page (with gltf)", default=True)
     obj: bool = option("one .obj mesh per frame and person (camera frame)", default=False)
     verts: bool = option("add the vertices to the VIBE-style npz (6890 x 3 per frame)", default=False)
     draw_keypoints: bool = option("draw the input keypoints on the overlay video", default=False)
@@ -225,6 +233,7 @@ def export_video(video: str, tracks: dict[str, np.ndarray], res: dict[str, np.nd
             instant_nvr_track(out / "instant-nvr" / f"person_{k}", smpl, res, rows, betas, rh, th, poses, frame_dir)
         if cfg.obj:
             _write_objs(out / "obj" / f"person_{k}", smpl, res, rows)
+    anims = write_animations(out, tracks, res, smpl, frame_dir, cfg, provenance)
     if "easymocap" in cfg.formats:
         first = next(iter(tracks.values()))[0]
         width, height = (int(v) for v in res["img_size"][first])
@@ -237,6 +246,29 @@ def export_video(video: str, tracks: dict[str, np.ndarray], res: dict[str, np.nd
         count = write_overlay_video(out / "overlay.mp4", list_frames(frame_dir), res, rows, smpl,
                                     kps if cfg.draw_keypoints else {}, fps, renderer)
         logger.info("%s: overlay of %d frames at %.2f fps", out / "overlay.mp4", count, fps)
+    if anims and cfg.viewer:
+        has_video = (out / "overlay.mp4").is_file()
+        write_viewer(out / "view.html", anims, [out / f"{a.name}.glb" for a in anims], video,
+                     "overlay.mp4" if has_video else None)
+
+
+def write_animations(out: Path, tracks: dict[str, np.ndarray], res: dict[str, np.ndarray], smpl: SMPL,
+                     frame_dir: Path, cfg: ExportConfig, provenance: dict | None) -> list[TrackAnimation]:
+    """`person_<k>.glb` and `person_<k>.bvh` per track (as `cfg.formats` asks); returns the animations written as
+    glTF (the page plays them). Times: frame f at f / fps of the source video (`animation.frame_clock`)."""
+    if "gltf" not in cfg.formats and "bvh" not in cfg.formats:
+        return []
+    fps, step = frame_clock(frame_dir, cfg.fps)
+    anims = []
+    for name, rows in tracks.items():
+        k = split_track(name)[1]
+        anim = track_animation(smpl, res, rows, f"person_{k}", fps, step)
+        if "gltf" in cfg.formats:
+            write_glb(out / f"{anim.name}.glb", anim, PALETTE[k % len(PALETTE)], provenance)
+            anims.append(anim)
+        if "bvh" in cfg.formats:
+            write_bvh(out / f"{anim.name}.bvh", anim)
+    return anims
 
 
 def source_fps(frame_dir: Path, default: float) -> float:
@@ -295,7 +327,8 @@ def export_run(run_dir: Path, out: Path | None = None, cfg: ExportConfig | None 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, ExportConfig]:
-    parser = argparse.ArgumentParser(description="Export a run's results (VIBE npz, EasyMocap, instant-nvr, video).")
+    parser = argparse.ArgumentParser(
+        description="Export a run's results (VIBE npz, glTF, BVH, EasyMocap, instant-nvr, video, view.html).")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="<expdir>/<expname> of a dynaboa.py run")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/export)")
     parser.add_argument("--data-root", type=Path, default=None, help="data root with smpl/ (default: the run's)")

@@ -22,7 +22,11 @@ from utils.keypoints import CONF_THRESHOLD, confidence_weights, keypoint_box, to
 
 FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
 FRAME_PATTERN = re.compile(r"image_(\d+)\.\w+$")  # imageFiles/<seq>/image_%05d.jpg
-KEYPOINT_SOURCES = ("smpl_j2d", "op_j2d")
+# The keypoint protocols of a 3DPW stream, spelled here only: projected ground truth (the paper's #PS) and the file's
+# detections; the benchmark names them "GT 2D" and "estimated 2D".
+GT_KEYPOINTS, DETECTED_KEYPOINTS = "smpl_j2d", "op_j2d"
+KEYPOINT_SOURCES = (GT_KEYPOINTS, DETECTED_KEYPOINTS)
+PROTOCOL_NAMES = {"GT 2D": GT_KEYPOINTS, "estimated 2D": DETECTED_KEYPOINTS}
 
 
 def list_track_files(npz_dir: Path) -> list[Path]:
@@ -54,7 +58,7 @@ class PW3DStream(torch.utils.data.Dataset):
         confidence: `binary` or `weights`: how the detections' confidences weigh the joints (`op_j2d` only).
     """
 
-    def __init__(self, npz_dir: Path, pw3d_root: Path, img_res: int, keypoints: str = "smpl_j2d",
+    def __init__(self, npz_dir: Path, pw3d_root: Path, img_res: int, keypoints: str = GT_KEYPOINTS,
                  confidence: str = "binary") -> None:
         if keypoints not in KEYPOINT_SOURCES:
             raise ValueError(f"keypoints must be one of {KEYPOINT_SOURCES}, got {keypoints!r}")
@@ -68,8 +72,8 @@ class PW3DStream(torch.utils.data.Dataset):
             seq, pid = FILE_PATTERN.match(path.name).groups()
             self.tracks += [(f"3dpw_{seq}", int(pid))] * n
             center, scale = data["center"].astype(np.float64), data["scale"].astype(np.float64)
-            if keypoints == "op_j2d":
-                kp = detected_keypoints(data["op_j2d"], confidence)
+            if keypoints == DETECTED_KEYPOINTS:
+                kp = detected_keypoints(data[DETECTED_KEYPOINTS], confidence)
                 det_center, det_scale, valid = keypoint_box(kp, CONF_THRESHOLD)  # the joints of nonzero weight
                 center = np.where(valid[:, None], det_center, center)
                 scale = np.where(valid, det_scale, scale)

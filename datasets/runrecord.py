@@ -26,6 +26,9 @@ SYNTHETIC_NOTE = ("synthetic-only demonstration: the built-in base model was tra
                   "basemodel.pt and SMPL files for real results")
 # RunConfig options that change a run's results; the others (workers, device, chunk, max_frames, jobs, threads,
 # where the run goes, resume flags) may differ between the parts of one run
+# result-changing options a continued run cannot take up (its state holds the weights of one model and scope, and the
+# generators seeded once): refused on --resume even with --allow-changed-options
+FIXED_ON_RESUME = ("dataset", "model_file", "seed", "preset", "adapted", "reset_per_sequence")
 RESULT_RUN_OPTIONS = ("dataset", "data_root", "model_file", "keypoints", "source_free", "img_res", "seed",
                       "focal_length", "preset", "adapted", "bf16", "channels_last", "reset_per_sequence")
 
@@ -52,11 +55,34 @@ def one_line(err: BaseException) -> str:
     return last.removeprefix(prefix).removeprefix(f"{type(err).__name__}: ")
 
 
-def rerun_command(argv: Sequence[str], flag: str, program: Path | str) -> str:
-    """`python <program> <argv>` with `--resume` / `--overwrite` replaced by `flag`, quoted for a POSIX shell."""
-    args = [a for a in argv if a not in ("--resume", "--overwrite")]
+# set by run_on_internet.sh for the programs it runs: {"program": ["bash", script], "args": [its arguments]}, so
+# that a command printed to continue or replace a run is the script's (the user's command), not the inner program's
+RERUN_ENV = "DYNABOA_RERUN"
+
+
+def rerun_command(argv: Sequence[str], flag: str | None, program: Path | str) -> str:
+    """`python <program> <argv>` with `--resume` / `--overwrite` replaced by `flag` (none when None), quoted for a
+    POSIX shell; under run_on_internet.sh (`RERUN_ENV`) the script's own command with `flag` first."""
+    caller = _caller_command()
+    if caller is not None:
+        words, args = caller
+        kept = [a for a in args if a not in ("--resume", "--overwrite")]
+        return shlex.join([*words, *([flag] if flag else []), *kept])
+    args = [a for a in argv if a not in ("--resume", "--overwrite")] + ([flag] if flag else [])
     program = os.path.relpath(program) if not os.path.relpath(program).startswith("../..") else str(program)
-    return shlex.join([sys.executable, program, *args, flag])
+    return shlex.join([sys.executable, program, *args])
+
+
+def _caller_command() -> tuple[list[str], list[str]] | None:
+    """(program words, arguments) of the command in `RERUN_ENV`, None when unset or unreadable."""
+    import json
+
+    try:
+        spec = json.loads(os.environ.get(RERUN_ENV, ""))
+        words, args = [str(w) for w in spec["program"]], [str(a) for a in spec["args"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return words, args
 
 
 def sha256(path: Path) -> str:
@@ -175,6 +201,12 @@ def resume_record(config_file: Path, current: dict[str, Any], allow_changed: boo
         raise RunError(f"{config_file} is unreadable ({err}); the run cannot be checked for --resume: start it "
                        "again with --overwrite") from err
     diffs = resume_differences(recorded, current)
+    fixed = [key for key in FIXED_ON_RESUME if key in diffs]
+    if fixed and allow_changed:
+        raise RunError(f"--allow-changed-options cannot change {', '.join(fixed)} on --resume: the resume state "
+                       f"fixes them (the adapted weights and the random generators), so the change would have no "
+                       f"effect ({format_differences({k: diffs[k] for k in fixed})}); start the run again with "
+                       "--overwrite")
     if diffs and not allow_changed:
         raise RunError(f"--resume refused: options that change results differ from {config_file} (recorded -> now): "
                        f"{format_differences(diffs)}; rerun with the recorded values, or add "
@@ -189,21 +221,44 @@ def resume_record(config_file: Path, current: dict[str, Any], allow_changed: boo
 
 
 class DiskFull(RunError):
-    """The disk filled while a run file was written (the atomic write left no temporary file behind)."""
+    """The disk filled (or a file-size limit was reached) while a run file was written; the atomic write left no
+    temporary file behind."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"no space left on the disk while writing {path} (no partial file was left); free some "
-                         "space, then continue the run with --resume")
+        super().__init__(f"no space left on the disk, or the file-size limit (ulimit -f) reached, while writing "
+                         f"{path} (no partial file was left); free some space or raise the limit, then continue the "
+                         "run with --resume")
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """An OSError ENOSPC / EDQUOT, or torch's stream-writer failure (how `torch.save` reports a full disk)."""
+    """An OSError ENOSPC / EDQUOT / EFBIG (a file-size limit), or torch's stream-writer failure (how `torch.save`
+    reports them: `[enforce fail at inline_container.cc] unexpected pos`, `PytorchStreamWriter failed writing`)."""
     import errno
 
     if isinstance(err, OSError):
-        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+        return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     text = str(err).lower()
-    return isinstance(err, RuntimeError) and "write" in text and "fail" in text
+    return isinstance(err, RuntimeError) and (("write" in text and "fail" in text) or "unexpected pos" in text
+                                              or "inline_container" in text)
+
+
+OS_ERROR_HINTS = {"EACCES": "check its permissions, or choose another folder",
+                  "EPERM": "check its permissions, or choose another folder",
+                  "EROFS": "the file system is read-only: choose a folder on a writable one",
+                  "ENOENT": "check the path", "ENOTDIR": "check the path", "EISDIR": "check the path",
+                  "ECONNREFUSED": "check the address and that the service is running",
+                  "EHOSTUNREACH": "check the address and the network", "ETIMEDOUT": "check the address and the network"}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path or address, and what to do."""
+    import errno
+
+    code = errno.errorcode.get(err.errno or -1, "")
+    where = f" {err.filename}" + (f" -> {err.filename2}" if err.filename2 else "") if err.filename else ""
+    what = err.strerror or one_line(err)
+    hint = OS_ERROR_HINTS.get(code, "check the path or address named here, then run the command again")
+    return f"{what}:{where}; {hint}" if where else f"{what}; {hint}"
 
 
 @contextlib.contextmanager

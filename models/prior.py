@@ -12,7 +12,8 @@ The log term is computed in log space (the 69-D determinants under- or overflow 
 
 so nll(x) = min_k [0.5 q_k(x) + c_k]. Dividing by s_min shifts every component by the same constant and does not
 change the arg-min; it keeps the numbers the original used. The file is read without importing the original's
-`utils.smplify` package (docs/method.md §11 item 5) and with a clear error for CRLF line endings (a known failure of the original).
+`utils.smplify` package (docs/method.md §11 item 5) and with a clear error for CRLF line endings (a known failure
+of the original).
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def load_gmm_prior(path: Path) -> dict[str, np.ndarray]:
     text_protocol = not raw.startswith(b"\x80")  # protocols 0 and 1 have no PROTO header
     if text_protocol and b"\r\n" in raw:
         raise ValueError(
-            f"{path} has CRLF (Windows) line endings, which corrupt this text pickle (DynaBOA issue #39). "
+            f"{path} has CRLF (Windows) line endings, which corrupt this text pickle (a known failure of the "
+            "original release's file). "
             "Restore LF line endings: download the file again, or check it out with `git config core.autocrlf "
             "false` (or mark `*.pkl binary` in .gitattributes)."
         )

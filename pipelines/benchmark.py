@@ -28,13 +28,14 @@ from typing import Any, Sequence
 import yaml
 
 from config import REPO_ROOT, AdaptConfig
+from datasets.pw3d import PROTOCOL_NAMES
 
 logger = logging.getLogger(__name__)
 
 ASSETS = REPO_ROOT / "data" / "synthetic_assets"  # committed: basemodel.pt, smpl_mean_params.npz, gmm_08.pkl
 ASSET_FILES = ("basemodel.pt", "smpl_mean_params.npz", "gmm_08.pkl")
 PLANS = Path(__file__).with_name("plans")
-PROTOCOLS = {"GT 2D": "smpl_j2d", "estimated 2D": "op_j2d"}
+PROTOCOLS = PROTOCOL_NAMES  # plan name -> RunConfig.keypoints
 
 
 def load_methods(path: Path = PLANS / "methods.yaml") -> dict[str, dict[str, dict[str, Any]]]:
@@ -98,7 +99,7 @@ def install_assets(root: Path, assets: Path | None = None) -> None:
         src = assets / name
         if not src.is_file():
             raise FileNotFoundError(f"{src} not found: it is committed with the repository; rebuild it with the "
-                                    "commands in the README's 'Base model' section")
+                                    "commands in docs/base_model.md")
         dst = root / name
         if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
             shutil.copy2(src, dst)

@@ -32,6 +32,7 @@ import torch
 from config import POSITIVE, AdaptConfig, DataPaths, config_to_dict, option
 from datasets.base import StreamItem, collate_single
 from datasets.checkpoint import input_size
+from datasets.pw3d import DETECTED_KEYPOINTS, GT_KEYPOINTS, KEYPOINT_SOURCES
 from datasets.results import FIELDS, RunWriter, savez_atomic, summarize
 from datasets.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
 from models.adaptor import Adaptor, Frame, Runtime
@@ -60,7 +61,7 @@ class RunConfig:
     data_root: Path | None = option("data root (default: $DYNABOA_DATA or data/)", default=None)
     model_file: Path | None = option("base model checkpoint (default: <data root>/basemodel.pt)", default=None)
     keypoints: str = option("2D keypoints that drive adaptation on 3DPW: projected GT (#PS) or the file's detections",
-                        default="smpl_j2d", choices=("smpl_j2d", "op_j2d"))
+                        default=GT_KEYPOINTS, choices=KEYPOINT_SOURCES)
     kp_confidence: str = option("how detected keypoints' confidences weigh the 2D losses: binary (the original: 1 "
                                 "above 0.3, else 0) or weights (the confidence itself above 0.3)", default="binary",
                                 choices=CONFIDENCE_MODES)
@@ -111,7 +112,7 @@ def resolve_adapt(run: RunConfig, adapt: AdaptConfig, explicit: Collection[str] 
         adapt = _said(adapt, "--source-free", retrieval=False, lower_level_mixtrain=False, upper_level_mixtrain=False)
     if run.dataset == "internet" and "shape_prior_weight" not in explicit:
         adapt = _said(adapt, "--dataset internet", shape_prior_weight=2e-4)  # the original's internet setting
-    if run.keypoints == "op_j2d" and "keypoint_block" not in explicit:
+    if run.keypoints == DETECTED_KEYPOINTS and "keypoint_block" not in explicit:
         adapt = _said(adapt, "--keypoints op_j2d", keypoint_block="gt")  # detections are mapped into both blocks
     return adapt
 

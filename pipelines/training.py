@@ -1,7 +1,7 @@
 """Training of the GroupNorm HMR base model on Human3.6M-format data (the library of `train_basemodel.py`).
 
 The released base model was trained on Human3.6M alone with SPIN's losses and weights, without SMPLify
-(docs/method.md §2.7, issue #18). Here, per batch, with the neutral SMPL and the camera of the 224-px crop (as the
+(docs/method.md §2.7). Here, per batch, with the neutral SMPL and the camera of the 224-px crop (as the
 adaptor uses it, whatever the input size):
 
     loss = loss_scale * (5 L2d + 5 L3d + 1 MSE(R) + 0.001 MSE(beta) + 1 exp(-10 s)^2),   loss_scale = 60
@@ -96,7 +96,7 @@ class TrainConfig:
     cam_weight: float = option("camera regulariser exp(-10 s)^2 weight inside the sum (SPIN)", 1.0)
     loss_scale: float = option("factor on the whole loss (SPIN's 60)", 60.0)
     kp2d_warmup: int = option("steps over which the 2D keypoint weight ramps linearly from 0 to its value (0 = none; "
-                            "from scratch, an early 2D loss can keep the root orientation at chance: README)", 0)
+                            "from scratch, an early 2D loss can keep the root orientation at chance: docs/base_model.md)", 0)
     grad_clip: float = option("clip the gradient's global norm at this value (0 = off; SPIN does not clip)", 0.0)
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import config
-from config import AdaptConfig, build_parser, config_from_namespace, save_config
+from config import AdaptConfig, build_parser, config_from_namespace, config_to_dict
+from utils.io import write_json
 
 
 def test_paths_follow_one_root(monkeypatch, tmp_path):
@@ -77,5 +78,5 @@ def test_yaml_override_then_command_line_wins(tmp_path):
 
 def test_saved_config_reloads(tmp_path):
     cfg = _parse(["--interval", "3"])
-    save_config(cfg, tmp_path / "config.yaml")
-    assert _parse(["--config", str(tmp_path / "config.yaml")]) == cfg
+    write_json(tmp_path / "config.json", config_to_dict(cfg))  # a run's config.json is also an options file
+    assert _parse(["--config", str(tmp_path / "config.json")]) == cfg

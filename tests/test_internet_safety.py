@@ -1,4 +1,4 @@
-"""The internet-video path never destroys its inputs and says what is wrong in one line (issue 15): a rerun into an
+"""The internet-video path never destroys its inputs and says what is wrong in one line: a rerun into an
 existing experiment is refused with commands that work as printed, the built-in assets run a fresh clone with a
 warning and provenance, colliding video stems, no person, bad keypoint / track files, an unreadable frame."""
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Tests of the 3DPW preprocessing (datasets/preprocess/pw3d.py) on hand-made sequence files."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+import process_data
 from config import DataPaths
 from datasets.preprocess import pw3d
 from datasets.synthetic.writers import pw3d_sequence_dict, write_pw3d_sequence
@@ -74,11 +74,8 @@ def test_preprocess_hand_made_sequence(body_root: Path, tmp_path: Path) -> None:
     data = _sequence(np.random.default_rng(0))
     root = tmp_path / "3dpw"
     write_pw3d_sequence(root, data)
-    args = argparse.ArgumentParser()
-    pw3d.add_arguments(args)
-    ns = args.parse_args(["--root", str(root), "--out", str(tmp_path / "extras"), "--scale-factor", "1.2"])
-    ns.data_root = body_root  # as process_data.py's --data-root
-    assert pw3d.run(ns) == 0
+    assert process_data.main(["--dataset", "3dpw", "--root", str(root), "--out", str(tmp_path / "extras"),
+                              "--scale-factor", "1.2", "--data-root", str(body_root)]) == 0
     paths = DataPaths.from_root(body_root)
     for pid, gender in ((0, "male"), (1, "female")):
         out = np.load(tmp_path / "extras" / f"3dpw_24_{pid}.npz")

@@ -1,5 +1,5 @@
 """dynaboa.py never loses a run: refused reruns, resume that checks its options, one-line errors, Ctrl-C, a full
-disk, the resume state's lifecycle (issue 15). The tiny synthetic world with a random ResNet-18 at 64 px."""
+disk, the resume state's lifecycle. The tiny synthetic world with a random ResNet-18 at 64 px."""
 from __future__ import annotations
 
 import csv

@@ -71,7 +71,7 @@ def test_a_few_steps_lower_the_loss(data_root: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in record["train"]] == list(range(1, 9))
     assert set(record["train"][0]) >= {"total", "kp2d", "kp3d", "pose", "betas", "cam", "steps_per_s"}
     assert len(record["valid"]) == 1 and record["valid"][0]["step"] == 8  # validation at the end only
-    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert (tmp_path / "run" / "config.json").is_file()
 
 
 def test_checkpoint_round_trip_and_resume(data_root: Path, tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ official duplicates of the pelvis (0) and the neck (13), as SPIN reads them.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from config import DataPaths
+from config import POSITIVE, DataPaths, option
 from utils.constants import GT_24_NAMES
 from utils.io import restricted_load, savez_atomic
 from utils.keypoints import keypoint_box
@@ -166,7 +165,7 @@ def sequence_arrays(seq: Recording, pose2d: np.ndarray, pose3d: np.ndarray, fram
             "shape": shape, "has_smpl": has_smpl}
 
 
-def process_sequence(root: Path, seq: Recording, args: argparse.Namespace) -> dict[str, np.ndarray]:
+def process_sequence(root: Path, seq: Recording, args: H36MConfig) -> dict[str, np.ndarray]:
     """Extract the images of one recording and return its npz fields (frames without an image dropped)."""
     features = root / seq.subject / "MyPoseFeatures"
     pose3d = read_cdf_pose(features / "D3_Positions_mono" / f"{seq.stem}.cdf", 3)
@@ -177,25 +176,26 @@ def process_sequence(root: Path, seq: Recording, args: argparse.Namespace) -> di
     return sequence_arrays(seq, pose2d, pose3d, frames[exists], mosh, args.scale_factor)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+@dataclass
+class H36MConfig:
     """Options of `process_data.py --dataset h36m`."""
-    group = parser.add_argument_group("Human3.6M")
-    group.add_argument("--root", type=Path, default=None, help="Human3.6M root (default: $H36M_ROOT)")
-    group.add_argument("--subjects", nargs="+", default=None, help=f"subjects (default: {' '.join(TRAIN_SUBJECTS)})")
-    group.add_argument("--cameras", nargs="+", default=None, choices=CAMERAS, help="cameras (default: all 4)")
-    group.add_argument("--step", type=int, default=5, help="keep every N-th frame (default: 5, i.e. 10 fps)")
-    group.add_argument("--protocol2", action="store_true",
-                       help=f"protocol-2 subset: {' '.join(PROTOCOL2_SUBJECTS)}, camera {PROTOCOL2_CAMERA}")
-    group.add_argument("--scale-factor", type=float, default=1.2, help="box enlargement (scale = f*side/200)")
-    group.add_argument("--mosh-dir", type=Path, default=None, help="MoSh fits (default: ROOT/neutrSMPL_H3.6)")
-    group.add_argument("--out", type=Path, default=None,
-                       help="npz to write (default: dataset_extras/h36m_train.npz, h36m_valid_protocol2.npz)")
+
+    root: Path | None = option("Human3.6M root (None: $H36M_ROOT)", None)
+    subjects: list[str] | None = option(f"subjects (None: {' '.join(TRAIN_SUBJECTS)})", None)
+    cameras: list[str] | None = option("cameras (None: all 4)", None, choices=CAMERAS)
+    step: int = option("keep every N-th frame (5: 10 fps)", 5, check=POSITIVE)
+    protocol2: bool = option(f"protocol-2 subset: {' '.join(PROTOCOL2_SUBJECTS)}, camera {PROTOCOL2_CAMERA}", False)
+    scale_factor: float = option("box enlargement (scale = f*side/200)", 1.2, check=POSITIVE)
+    mosh_dir: Path | None = option("MoSh fits (None: ROOT/neutrSMPL_H3.6)", None)
+    out: Path | None = option("npz to write (None: dataset_extras/h36m_train.npz, h36m_valid_protocol2.npz)", None)
 
 
-def run(args: argparse.Namespace) -> int:
+CONFIG = H36MConfig  # what process_data.py reads the options into
+
+
+def run(args: H36MConfig, data_root: Path | None = None) -> int:
     """Process the selected recordings and write the npz; returns 0, or 1 when no frame was found."""
-    assert args.step >= 1, f"--step must be >= 1, got {args.step}"
-    paths = DataPaths.from_root()
+    paths = DataPaths.from_root(data_root)
     root = args.root if args.root is not None else paths.h36m_root
     subjects = args.subjects or list(PROTOCOL2_SUBJECTS if args.protocol2 else TRAIN_SUBJECTS)
     subjects = [s if s.startswith("S") else f"S{s}" for s in subjects]

@@ -21,7 +21,6 @@ confident joints), `part` (N, 49, 3) (the 49-joint layout, confidence binarised 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config import DataPaths, add_dataclass_arguments, config_from_namespace, option
+from config import DataPaths, option
 from utils.io import savez_atomic
 from utils.keypoints import (
     CONF_THRESHOLD,
@@ -338,16 +337,13 @@ def existing_tracks(out_dir: Path, videos: list[str]) -> list[Path]:
     return [p for p in sorted(out_dir.glob("*.npz")) if any(pat.fullmatch(p.name) for pat in patterns)]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `process_data.py --dataset internet` (the fields of `InternetConfig`)."""
-    add_dataclass_arguments(parser, InternetConfig, "internet videos")
+CONFIG = InternetConfig  # what process_data.py reads the options into
 
 
-def run(args: argparse.Namespace | InternetConfig) -> int:
+def run(cfg: InternetConfig, data_root: Path | None = None) -> int:
     """Convert every video's keypoints under the root (options parsed by `process_data.py`, or a config); returns 0
     (1 if no keypoint file or no person was found, or earlier track files would be replaced)."""
-    cfg = args if isinstance(args, InternetConfig) else config_from_namespace(InternetConfig, args)
-    root = cfg.root if cfg.root is not None else DataPaths.from_root().internet_root
+    root = cfg.root if cfg.root is not None else DataPaths.from_root(data_root).internet_root
     out_dir = cfg.out if cfg.out is not None else root
     out_dir.mkdir(parents=True, exist_ok=True)
     videos = discover(root, cfg.format)

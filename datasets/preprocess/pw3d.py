@@ -20,16 +20,16 @@ sequences never share an index. The SMPL models come from the data root (`--data
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from config import DataPaths
+from config import POSITIVE, DataPaths, option
 from utils.constants import NUM_JOINTS, PW3D_TEST_SEQUENCES
 from utils.io import restricted_load, savez_atomic
 from utils.keypoints import keypoint_box
@@ -161,19 +161,22 @@ def preprocess_pw3d(
     return written
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+@dataclass
+class PW3DConfig:
     """Options of `process_data.py --dataset 3dpw`."""
-    group = parser.add_argument_group("3DPW")
-    group.add_argument("--root", type=Path, default=None, help="3DPW root (default: $DYNABOA_DATA/3dpw or $PW3D_ROOT)")
-    group.add_argument("--out", type=Path, default=None, help="output folder (default: <data root>/dataset_extras)")
-    group.add_argument("--split", default="test", help="sequenceFiles/<split> to convert (default: test)")
-    group.add_argument("--scale-factor", type=float, default=1.0,
-                       help="box enlargement: 1.0 as DynaBOA's script, 1.2 as BOA/SPIN (default: 1.0)")
+
+    root: Path | None = option("3DPW root (None: $DYNABOA_DATA/3dpw or $PW3D_ROOT)", None)
+    out: Path | None = option("output folder (None: <data root>/dataset_extras)", None)
+    split: str = option("sequenceFiles/<split> to convert", "test")
+    scale_factor: float = option("box enlargement: 1.0 as DynaBOA's script, 1.2 as BOA/SPIN", 1.0, check=POSITIVE)
 
 
-def run(args: argparse.Namespace) -> int:
+CONFIG = PW3DConfig  # what process_data.py reads the options into
+
+
+def run(args: PW3DConfig, data_root: Path | None = None) -> int:
     """Convert the split; returns 0."""
-    paths = DataPaths.from_root(getattr(args, "data_root", None))
+    paths = DataPaths.from_root(data_root)
     root = args.root if args.root is not None else paths.pw3d_root
     out_dir = args.out if args.out is not None else paths.dataset_extras
     written = preprocess_pw3d(root, out_dir, paths, args.split, args.scale_factor)
