@@ -320,6 +320,18 @@ class AdaptConfig:
     bone_ratio_weight: float = option("weight of a loss pulling the predicted bone-length ratios (limbs over torso) "
                                       "toward the person track's running mean: constant proportions (0 = off)",
                                       default=0.0)
+    landmark_weight: float = option("weight of the detector's 3D pose as a target: the predicted body joints against "
+                                    "the frame's MediaPipe world landmarks, aligned by a similarity (0 = off; needs "
+                                    "landmarks in the stream; models/teacher3d.py)", default=0.0)
+    landmark_flip_deg: float = option("landmarks whose torso faces more than this many degrees away from the "
+                                      "prediction's are dropped for the frame (front/back flip; 0 = no check)",
+                                      default=90.0)
+    landmark_2d_gate: float = option("landmarks whose projection disagrees with the 2D keypoints by more than this "
+                                     "(RMS residual over the keypoints' spread) are dropped (0 = no check)",
+                                     default=0.3)
+    landmark_flip_skip: bool = option("no update on a frame whose landmarks face away from the teacher's prediction "
+                                      "(the detector's front/back confusion also swaps its 2D keypoints' left and "
+                                      "right); needs landmarks and the teacher", default=False)
     fixed_steps: int = option("extra single-level steps on every frame, without the dynamic rule (0 = none); gives "
                               "plain fine-tuning as many updates per frame as DynaBOA takes", default=0)
     adapt_every: int = option("budget: adapt only on every K-th frame of the stream; the others are predicted with the "

@@ -23,11 +23,23 @@ serial run given the same `--threads`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from config import AdaptConfig, build_parser, config_from_namespace
-from datasets.runrecord import DiskFull, RunError, RunExists, is_disk_full, one_line, rerun_command
+from datasets.runrecord import (
+    RERUN_ENV,
+    DiskFull,
+    RunError,
+    RunExists,
+    holds_run,
+    is_disk_full,
+    one_line,
+    os_error_line,
+    rerun_command,
+)
 from pipelines.session import IGNORED_ORIGINAL_OPTIONS, RunConfig, resolve_adapt, run_session
 
 
@@ -49,6 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[RunConfig, AdaptConfi
     if run.dataset == "internet" and run.kp_confidence != "binary":
         parser.error("--kp-confidence applies to 3DPW; internet tracks carry the weights their preprocessing wrote: "
                      "python process_data.py --dataset internet --confidence weights --overwrite")
+    if run.passes > 1 and (run.resume or run.reset_per_sequence):
+        parser.error("--passes N > 1 adapts over the whole stream N times and is not resumable, nor split into "
+                     "sequences: run it without --resume and --reset-per-sequence (--overwrite starts it again)")
     if run.scheduler and run.backend != "dask":
         parser.error("--scheduler is the address of a dask scheduler: add --backend dask")
     return run, resolve_adapt(run, adapt, explicit=vars(ns))
@@ -60,25 +75,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run, adapt = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if run.resume and not run.check_assets and not holds_run(run.expdir / run.expname):
+        print(f"dynaboa.py: error: --resume: {run.expdir / run.expname} holds no run to continue; nothing was done. "
+              f"Start it: {rerun_command(argv, None, __file__)}", file=sys.stderr)
+        return 1
     try:
         summary = run_session(run, adapt)
     except KeyboardInterrupt:
         print(f"\ndynaboa.py: interrupted; the run continues from its last saved chunk with: "
-              f"{rerun_command(argv, '--resume', __file__)}", file=sys.stderr)
+              f"{rerun_command(argv, continue_flag(run.expdir / run.expname), __file__)}", file=sys.stderr)
         return 130
     except RunExists as err:
         print(f"dynaboa.py: error: {err}. Continue it: {rerun_command(argv, '--resume', __file__)}   or replace it: "
               f"{rerun_command(argv, '--overwrite', __file__)}", file=sys.stderr)
         return 1
     except (RunError, OSError, RuntimeError) as err:
-        full = isinstance(err, DiskFull) or is_disk_full(err)
-        if not (full or isinstance(err, RunError)):
-            raise
-        message = one_line(err) if not full or isinstance(err, DiskFull) else f"no space left on the disk ({err})"
-        resume = f": {rerun_command(argv, '--resume', __file__)}" if full else ""
-        print(f"dynaboa.py: error: {message}{resume}", file=sys.stderr)
+        found = error_line(err, run.expdir / run.expname)
+        if found is None:
+            raise  # a fault of the program, not of the input or the machine: the traceback is wanted
+        message, full = found
+        if full:  # what was saved is kept: the same command continues (or starts) the run once there is room
+            message += f": {rerun_command(argv, continue_flag(run.expdir / run.expname), __file__)}"
+        print(f"dynaboa.py: error: {message}", file=sys.stderr)
         return 1
     return 0 if summary is not None else 1
+
+
+def continue_flag(exppath: Path) -> str | None:
+    """`--resume` when there is a run to continue (under run_on_internet.sh: always, its --resume continues any of
+    its stages), else None: the same command starts it."""
+    return "--resume" if os.environ.get(RERUN_ENV) or holds_run(exppath) else None
+
+
+def error_line(err: BaseException, exppath: Path) -> tuple[str, bool] | None:
+    """(one line, whether the disk was full) for an error of the user's input, files or machine; None otherwise."""
+    if isinstance(err, DiskFull):
+        return one_line(err), True
+    if is_disk_full(err):
+        return one_line(DiskFull(getattr(err, "filename", None) or exppath)), True
+    if isinstance(err, RunError):
+        return one_line(err), False
+    if isinstance(err, OSError):
+        return os_error_line(err), False
+    return None
 
 
 if __name__ == "__main__":

@@ -17,16 +17,18 @@ true rate: the source's frame rate for a file, the measured processing rate for 
 
 By default every frame waits for its update. `--async-adapt` adapts beside the prediction instead
 (`pipelines/async_adapt.py`): every frame is predicted at once with the newest adapted weights, while a background
-thread adapts on the newest frames (a queue of `--adapt-queue` frames that drops the oldest) and publishes its
-weights atomically; the frames and the log show frames shown per second, updates per second and the staleness (frames
-between the frame shown and the newest frame adapted on). `--adapt-every K` adapts on every K-th frame only
-(synchronous). `--realtime` plays a video file at its frame rate, as a camera would deliver it:
+process (`--adapt-in process`, the default; `pipelines/async_process.py`) or thread (`--adapt-in thread`) adapts on
+the newest frames (a queue of `--adapt-queue` frames that drops the oldest) and publishes its weights atomically;
+the frames and the log show frames shown per second, updates per second and the staleness (frames between the frame
+shown and the newest frame adapted on). `--adapt-every K` adapts on every K-th frame only (synchronous).
+`--realtime` plays a video file at its frame rate, as a camera would deliver it:
 
     python dynaboa_webcam.py --capture-mode video --video clip.mp4 --realtime --async-adapt --no-display
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +89,8 @@ def run(cfg: WebcamConfig, adapt: WebcamAdaptConfig) -> RunStats:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     adaptor, img_res = build_adaptor(adapt, paths, device, cfg.model_file, cfg.img_res, seed=cfg.seed)
-    session, meter, stats = Session(cfg, adaptor, img_res, device), RateMeter(), RunStats()
+    factory = functools.partial(build_adaptor, adapt, paths, device, cfg.model_file, cfg.img_res, seed=cfg.seed)
+    session, meter, stats = Session(cfg, adaptor, img_res, device, factory), RateMeter(), RunStats()
     frames = sink = None
     try:
         frames, source_fps = open_source(cfg)

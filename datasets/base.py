@@ -28,6 +28,7 @@ class StreamItem:
         img_size: (W, H) of the full frame, pixels.
         frame_id: 0-based frame number in its video or sequence.
         gt: ground truth for evaluation (`pose` [72], `betas` [10], `gender` 'm'/'f'), empty when there is none.
+        landmarks: [33, 4] the detector's world landmarks (metres + visibility), None when the stream has none.
     """
 
     index: int
@@ -40,6 +41,7 @@ class StreamItem:
     img_size: tuple[int, int]
     frame_id: int
     gt: dict
+    landmarks: torch.Tensor | None = None
 
 
 def crop_item(root: Path, imgname: str, center: np.ndarray, scale: float, keypoints: np.ndarray,

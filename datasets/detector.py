@@ -93,10 +93,13 @@ class Detection:
     Attributes:
         keypoints: [33, 3] (x, y) full-frame pixels and confidence in [0, 1], MediaPipe landmark order.
         score: sum of the confidences of the 21 landmarks that map into the 49-joint layout.
+        world: [33, 4] MediaPipe's `pose_world_landmarks`: metres, origin between the hips, camera-aligned axes, and
+            visibility; None when the graph gave none (models/teacher3d.py uses them as a 3D target).
     """
 
     keypoints: np.ndarray
     score: float
+    world: np.ndarray | None = None
 
     @property
     def side(self) -> float:
@@ -178,10 +181,17 @@ def is_plausible(det: Detection, min_joints: int) -> bool:
     return int((conf & MAPPED).sum()) >= min_joints and bool(conf[SHOULDERS].any())
 
 
-def make_detection(keypoints: np.ndarray) -> Detection:
-    """A Detection scored by the confidences of its mapped landmarks."""
+def make_detection(keypoints: np.ndarray, world: np.ndarray | None = None) -> Detection:
+    """A Detection scored by the confidences of its mapped landmarks (with its world landmarks, when given)."""
     assert keypoints.shape == (NUM_LANDMARKS, 3), keypoints.shape
-    return Detection(keypoints, float(keypoints[MAPPED, 2].sum()))
+    return Detection(keypoints, float(keypoints[MAPPED, 2].sum()), world)
+
+
+def world_landmarks(landmarks: Sequence[Any]) -> np.ndarray:
+    """MediaPipe's 33 world landmarks -> [33, 4] (x, y, z metres; visibility x presence as `landmarks_to_keypoints`)."""
+    assert len(landmarks) == NUM_LANDMARKS, len(landmarks)
+    return np.array([(lm.x, lm.y, lm.z, lm.visibility * (lm.presence if lm.HasField("presence") else 1.0))
+                     for lm in landmarks], dtype=np.float64)
 
 
 def _inside_fraction(points: np.ndarray, det: Detection, margin: float = 0.1) -> float:
@@ -275,7 +285,9 @@ class PoseDetector:
         result = self._pose.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
         if result.pose_landmarks is None:
             return None
-        return make_detection(landmarks_to_keypoints(result.pose_landmarks.landmark, window))
+        world = getattr(result, "pose_world_landmarks", None)
+        return make_detection(landmarks_to_keypoints(result.pose_landmarks.landmark, window),
+                              None if world is None else world_landmarks(world.landmark))
 
     def close(self) -> None:
         """Release MediaPipe's graph."""
@@ -323,7 +335,8 @@ def detect_frame_dir(frame_dir: Path, cfg: DetectorConfig | None = None) -> Keyp
                 logger.warning("%s: skipped (%s); the frame gets no keypoints", path, err)
                 skipped.append(path.name)
                 continue
-            out.append(FrameKeypoints(path.name, [PersonKeypoints(d.keypoints) for d in detector(image)]))
+            out.append(FrameKeypoints(path.name, [PersonKeypoints(d.keypoints, world=d.world)
+                                                  for d in detector(image)]))
     found = sum(bool(f.people) for f in out)
     logger.info("%s: people found in %d of %d frames%s", frame_dir, found, len(frames),
                 f"; {len(skipped)} unreadable frame(s) skipped: {', '.join(skipped[:5])}" if skipped else "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,12 +152,20 @@ def frame_stem(imgname: str) -> str:
     return Path(str(imgname)).stem
 
 
-def _write_camera_yml(folder: Path, name: str, K: np.ndarray) -> None:
+def camera_key(video: str) -> str:
+    """The camera name of a video in EasyMocap's files: OpenCV's key names allow only [A-Za-z0-9_-], so any other
+    character of the video's name (spaces, brackets, dots, accents) becomes `_` (the folder keeps the real name)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", video) or "camera"
+
+
+def _write_camera_yml(folder: Path, video: str, K: np.ndarray) -> None:
     """EasyMocap's `intri.yml` / `extri.yml` (OpenCV FileStorage) for a camera at the world origin."""
+    name = camera_key(video)
     entries = {"intri.yml": {f"K_{name}": K, f"dist_{name}": np.zeros((1, 5))},
                "extri.yml": {f"R_{name}": np.zeros((3, 1)), f"Rot_{name}": np.eye(3), f"T_{name}": np.zeros((3, 1))}}
     for file_name, mats in entries.items():
         fs = cv2.FileStorage(str(folder / file_name), cv2.FILE_STORAGE_WRITE)
+        fs.writeComment(f"camera {name} of the video {json.dumps(video)}")
         fs.startWriteStruct("names", cv2.FileNode_SEQ)
         fs.write("", name)
         fs.endWriteStruct()

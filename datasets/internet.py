@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from config import REPO_ROOT
 from datasets.base import StreamItem, crop_item
-from datasets.runrecord import RunError, one_line
+from datasets.runrecord import RunError, one_line, python_command
 
 FILE_PATTERN = re.compile(r"^(?P<video>.+)_(?P<track>\d+)\.npz$")
+WORLD_KEY = "world_landmarks"  # optional [N, 33, 4]: the detector's 3D landmarks (models/teacher3d.py)
 
 
 def list_track_files(root: Path) -> list[Path]:
@@ -39,16 +41,22 @@ class InternetStream(torch.utils.data.Dataset):
     def __init__(self, root: Path, img_res: int) -> None:
         self.root, self.img_res = Path(root), img_res
         self.items: list[tuple[str, np.ndarray, float, np.ndarray, tuple[str, int], int]] = []
+        self.landmarks: list[np.ndarray | None] = []  # per item: [33, 4] world landmarks, if the track file has them
         for path in list_track_files(self.root):
             m = FILE_PATTERN.match(path.name)
             try:
                 with np.load(path) as data:
                     frames = data["frame_ids"] if "frame_ids" in data else np.arange(len(data["imgname"]))
                     names, centers, scales, parts = data["imgname"], data["center"], data["scale"], data["part"]
+                    world = data[WORLD_KEY] if WORLD_KEY in data else None
             except Exception as err:  # a truncated zip, a missing key, a foreign file: name it
-                raise RunError(f"{path} is not a readable track file ({type(err).__name__}: {err}); regenerate it "
-                               "with `python process_data.py --dataset internet --overwrite`") from err
+                fix = python_command(REPO_ROOT / "process_data.py",
+                                     ["--dataset", "internet", "--root", str(self.root), "--overwrite"])
+                raise RunError(f"{path} is not a readable track file ({type(err).__name__}: {one_line(err)}); "
+                               f"regenerate the tracks (with the --min-size used before, if not the default): {fix}"
+                               ) from err
             for i in range(len(names)):
+                self.landmarks.append(None if world is None else world[i].astype(np.float32))
                 self.items.append((str(names[i]), centers[i].astype(np.float64), float(scales[i]), parts[i].copy(),
                                    (m["video"], int(m["track"])), int(frames[i])))
 
@@ -67,4 +75,6 @@ class InternetStream(torch.utils.data.Dataset):
         except (FileNotFoundError, ValueError) as err:
             raise RunError(f"frame {frame} of track {track[0]}_{track[1]} ({self.root / imgname}) cannot be read: "
                            f"{one_line(err)}") from err
-        return StreamItem(index, image, kp, track, imgname, center, scale, size, frame, {})
+        world = self.landmarks[index]
+        return StreamItem(index, image, kp, track, imgname, center, scale, size, frame, {},
+                          None if world is None else torch.from_numpy(world))

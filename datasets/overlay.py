@@ -44,6 +44,41 @@ def intrinsics(focal: float, width: int, height: int) -> np.ndarray:
     return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
 
 
+def mesh_window(vertices: np.ndarray, focal: float, width: int, height: int, margin: int = 2
+                ) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the pixels that the mesh's projection (vertices [V, 3] in the full-image camera) can
+    cover, plus `margin`, within the image; the whole image when a vertex is not in front of the camera; None when
+    the projection misses the image."""
+    z = vertices[:, 2]
+    if not np.all(z > 1e-6):
+        return 0, 0, width, height
+    u = focal * vertices[:, 0] / z + width / 2.0
+    v = focal * vertices[:, 1] / z + height / 2.0
+    x0, x1 = max(int(np.floor(u.min())) - margin, 0), min(int(np.ceil(u.max())) + margin + 1, width)
+    y0, y1 = max(int(np.floor(v.min())) - margin, 0), min(int(np.ceil(v.max())) + margin + 1, height)
+    return (x0, y0, x1, y1) if x1 - x0 > 1 and y1 - y0 > 1 else None
+
+
+def overlay_mesh_window(renderer: Renderer, image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, focal: float,
+                        color: Sequence[int]) -> np.ndarray:
+    """`overlay_people` of one mesh, rendering only the window its projection covers (`mesh_window`): software
+    rendering costs about the pixels it renders, and a person covers a fraction of the frame. The same picture."""
+    from utils.render import MeshSpec
+
+    height, width = image.shape[:2]
+    window = mesh_window(vertices, focal, width, height)
+    if window is None:
+        return image.copy()
+    x0, y0, x1, y1 = window
+    camera = intrinsics(focal, width, height)
+    camera[0, 2], camera[1, 2] = camera[0, 2] - x0, camera[1, 2] - y0
+    mesh = MeshSpec(vertices, faces, vertex_colors=np.tile(np.asarray(color, np.uint8), (len(vertices), 1)))
+    out = image.copy()
+    out[y0:y1, x0:x1] = renderer.render([mesh], camera, np.eye(4),
+                                        background=np.ascontiguousarray(image[y0:y1, x0:x1])).rgb
+    return out
+
+
 def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, color: Sequence[int] = (255, 255, 0),
                    conf_threshold: float = 0.3) -> np.ndarray:
     """A copy of image [H, W, 3] RGB with a dot on every keypoint [J, 3] (pixels, confidence > threshold)."""

@@ -6,7 +6,10 @@ Tracks are concatenated in the original's order (sequence index, then person id;
 - `op_j2d` (the estimated-2D protocol): the file's OpenPose COCO-18 detections, mapped into both joint blocks
   (`utils.keypoints.to_j49`), confidence binarised at 0.3 as the internet path (or, with `confidence="weights"`, the
   detector's confidence kept as the joint's weight above 0.3), and the box taken from the confident detections (the
-  ground-truth box would leak ground truth); frames with fewer than two confident joints keep the file's box.
+  ground-truth box would leak ground truth); frames with fewer than two confident joints keep the file's box;
+- `mp_j2d` (the "MediaPipe 2D" protocol): the embedded detector run on the frames as the internet path runs it, with
+  its world landmarks (`StreamItem.landmarks`), from the side files of `python -m datasets.preprocess.mediapipe3dpw`
+  (`datasets.mediapipe_protocol`: misses stay misses, their crop is the track's last detected box).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 
 from datasets.base import StreamItem, crop_item
+from datasets.mediapipe_protocol import load_track
 from datasets.preprocess.pw3d import OP_SLOTS  # BODY_25 slot of each COCO-18 joint in op_j2d
 from utils.keypoints import CONF_THRESHOLD, confidence_weights, keypoint_box, to_j49
 
@@ -24,9 +28,9 @@ FILE_PATTERN = re.compile(r"^3dpw_(\d+)_(\d+)\.npz$")
 FRAME_PATTERN = re.compile(r"image_(\d+)\.\w+$")  # imageFiles/<seq>/image_%05d.jpg
 # The keypoint protocols of a 3DPW stream, spelled here only: projected ground truth (the paper's #PS) and the file's
 # detections; the benchmark names them "GT 2D" and "estimated 2D".
-GT_KEYPOINTS, DETECTED_KEYPOINTS = "smpl_j2d", "op_j2d"
-KEYPOINT_SOURCES = (GT_KEYPOINTS, DETECTED_KEYPOINTS)
-PROTOCOL_NAMES = {"GT 2D": GT_KEYPOINTS, "estimated 2D": DETECTED_KEYPOINTS}
+GT_KEYPOINTS, DETECTED_KEYPOINTS, MEDIAPIPE_KEYPOINTS = "smpl_j2d", "op_j2d", "mp_j2d"
+KEYPOINT_SOURCES = (GT_KEYPOINTS, DETECTED_KEYPOINTS, MEDIAPIPE_KEYPOINTS)
+PROTOCOL_NAMES = {"GT 2D": GT_KEYPOINTS, "estimated 2D": DETECTED_KEYPOINTS, "MediaPipe 2D": MEDIAPIPE_KEYPOINTS}
 
 
 def list_track_files(npz_dir: Path) -> list[Path]:
@@ -54,8 +58,8 @@ class PW3DStream(torch.utils.data.Dataset):
         npz_dir: folder of `3dpw_{seq}_{pid}.npz` files.
         pw3d_root: the 3DPW root that `imgname` is relative to.
         img_res: crop size of the model.
-        keypoints: `smpl_j2d` or `op_j2d` (see the module docstring).
-        confidence: `binary` or `weights`: how the detections' confidences weigh the joints (`op_j2d` only).
+        keypoints: `smpl_j2d`, `op_j2d` or `mp_j2d` (see the module docstring).
+        confidence: `binary` or `weights`: how the detections' confidences weigh the joints (`op_j2d`, `mp_j2d`).
     """
 
     def __init__(self, npz_dir: Path, pw3d_root: Path, img_res: int, keypoints: str = GT_KEYPOINTS,
@@ -64,7 +68,8 @@ class PW3DStream(torch.utils.data.Dataset):
             raise ValueError(f"keypoints must be one of {KEYPOINT_SOURCES}, got {keypoints!r}")
         self.root, self.img_res = Path(pw3d_root), img_res
         self.files = list_track_files(Path(npz_dir))
-        cols: dict[str, list] = {k: [] for k in ("imgname", "center", "scale", "pose", "shape", "gender", "kp")}
+        cols: dict[str, list] = {k: [] for k in ("imgname", "center", "scale", "pose", "shape", "gender", "kp",
+                                                 "world")}
         self.tracks: list[tuple[str, int]] = []
         for path in self.files:
             data = np.load(path)
@@ -77,11 +82,15 @@ class PW3DStream(torch.utils.data.Dataset):
                 det_center, det_scale, valid = keypoint_box(kp, CONF_THRESHOLD)  # the joints of nonzero weight
                 center = np.where(valid[:, None], det_center, center)
                 scale = np.where(valid, det_scale, scale)
+            elif keypoints == MEDIAPIPE_KEYPOINTS:
+                kp, center, scale, world = load_track(path, center, scale, confidence)
             else:
                 kp = data["j2d"]
+            if keypoints != MEDIAPIPE_KEYPOINTS:
+                world = np.full((n, 1, 1), np.nan)  # no landmarks
             for key, value in (("imgname", data["imgname"]), ("center", center), ("scale", scale),
                                ("pose", data["pose"]), ("shape", data["shape"]), ("gender", data["gender"]),
-                               ("kp", kp)):
+                               ("kp", kp), ("world", world)):
                 cols[key].append(np.asarray(value))
         self.cols = {k: np.concatenate(v) for k, v in cols.items()}
 
@@ -96,5 +105,7 @@ class PW3DStream(torch.utils.data.Dataset):
         match = FRAME_PATTERN.search(imgname)
         gt = {"pose": c["pose"][index].astype(np.float32), "betas": c["shape"][index][:10].astype(np.float32),
               "gender": str(c["gender"][index])}
+        world = c["world"][index]
+        landmarks = None if np.isnan(world).all() else torch.from_numpy(world.astype(np.float32))
         return StreamItem(index, image, kp, self.tracks[index], imgname, c["center"][index],
-                          float(c["scale"][index]), size, int(match[1]) if match else -1, gt)
+                          float(c["scale"][index]), size, int(match[1]) if match else -1, gt, landmarks)

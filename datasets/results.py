@@ -182,7 +182,13 @@ def load_results(run_dir: Path) -> dict[str, np.ndarray]:
         missing = [k for k in RESULT_KEYS if k not in data.files]
         if missing:
             raise ValueError(f"{path}: keys {missing} missing (has {sorted(data.files)})")
-        return {key: data[key] for key in data.files}
+        out = {key: data[key] for key in data.files}
+    bad = ~np.all([np.isfinite(out[k].reshape(len(out[k]), -1)).all(1) for k in ("rotmat", "betas", "cam_t_full")], 0)
+    if bad.any():  # an older version wrote a diverged run's predictions; they are not exported
+        raise ValueError(f"{path}: {int(bad.sum())} of {len(bad)} frames hold non-finite predictions (NaN or "
+                         "infinite: the adaptation diverged); nothing was exported. Run the adaptation again with a "
+                         "lower --lr and --overwrite")
+    return out
 
 
 def tracks_of(results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

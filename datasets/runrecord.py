@@ -24,11 +24,11 @@ BUILTIN_ASSETS = REPO_ROOT / "data" / "synthetic_assets"
 SYNTHETIC_NOTE = ("synthetic-only demonstration: the built-in base model was trained only on procedural synthetic "
                   "bodies, so meshes on real footage come out too large and stiff; use the original's licensed "
                   "basemodel.pt and SMPL files for real results")
-# RunConfig options that change a run's results; the others (workers, device, chunk, max_frames, jobs, threads,
-# where the run goes, resume flags) may differ between the parts of one run
 # result-changing options a continued run cannot take up (its state holds the weights of one model and scope, and the
 # generators seeded once): refused on --resume even with --allow-changed-options
 FIXED_ON_RESUME = ("dataset", "model_file", "seed", "preset", "adapted", "reset_per_sequence")
+# RunConfig options that change a run's results; the others (workers, device, chunk, max_frames, jobs, threads,
+# where the run goes, resume flags) may differ between the parts of one run
 RESULT_RUN_OPTIONS = ("dataset", "data_root", "model_file", "keypoints", "source_free", "img_res", "seed",
                       "focal_length", "preset", "adapted", "bf16", "channels_last", "reset_per_sequence")
 
@@ -68,7 +68,12 @@ def rerun_command(argv: Sequence[str], flag: str | None, program: Path | str) ->
         words, args = caller
         kept = [a for a in args if a not in ("--resume", "--overwrite")]
         return shlex.join([*words, *([flag] if flag else []), *kept])
-    args = [a for a in argv if a not in ("--resume", "--overwrite")] + ([flag] if flag else [])
+    return python_command(program, [a for a in argv if a not in ("--resume", "--overwrite")] + ([flag] if flag else []))
+
+
+def python_command(program: Path | str, args: Sequence[str]) -> str:
+    """`<this python> <program> <args>` quoted for a POSIX shell, the program relative to the current folder when
+    it is near (so that the command works as printed, from where the user is)."""
     program = os.path.relpath(program) if not os.path.relpath(program).startswith("../..") else str(program)
     return shlex.join([sys.executable, program, *args])
 
@@ -257,7 +262,8 @@ def os_error_line(err: OSError) -> str:
     code = errno.errorcode.get(err.errno or -1, "")
     where = f" {err.filename}" + (f" -> {err.filename2}" if err.filename2 else "") if err.filename else ""
     what = err.strerror or one_line(err)
-    hint = OS_ERROR_HINTS.get(code, "check the path or address named here, then run the command again")
+    hint = OS_ERROR_HINTS.get(code, "check the path named here, then run the command again" if where else
+                              "check the address and that the service is running, then run the command again")
     return f"{what}:{where}; {hint}" if where else f"{what}; {hint}"
 
 

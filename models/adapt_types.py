@@ -21,11 +21,13 @@ class Frame:
         image: [1, 3, H, W] normalised crop.
         keypoints: [1, 49, 3] normalised 2D keypoints with confidence (the 49-joint layout).
         track_id: identifies the person track; a change resets the motion history.
+        landmarks: [1, 33, 4] the detector's world landmarks (metres + visibility), or None (models/teacher3d.py).
     """
 
     image: torch.Tensor
     keypoints: torch.Tensor
     track_id: Hashable = 0
+    landmarks: torch.Tensor | None = None
 
 
 @dataclass

@@ -40,7 +40,7 @@ from typing import Any, Callable, ContextManager, Hashable
 import torch
 
 from config import AdaptConfig
-from models import losses, robust
+from models import losses, robust, teacher3d
 from models.adapt_types import ExemplarBatch, ExemplarSource, Frame, Runtime, StepResult, _Clock  # noqa: F401 (re-exported)
 from models.hmr import HMR, HMROutput
 from models.meta import NonFiniteGradientError, all_finite, inner_step
@@ -111,6 +111,8 @@ class Adaptor:
         self.track_id: Hashable | None = None
         self._base = [self._initial_state[n] for n in self.params]  # the soft reset's target
         self.tracks = robust.TrackPriors(self.cfg.track_shape_weight, self.cfg.bone_ratio_weight)
+        self.landmarks = teacher3d.LandmarkTarget(self.cfg.landmark_weight, self.cfg.landmark_flip_deg,
+                                                  self.cfg.landmark_2d_gate)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume the stream: weights, optimiser, teacher, history."""
@@ -126,6 +128,8 @@ class Adaptor:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the rates in force are this adaptor's (a resume may change --lr)
+            group["lr"], group["betas"] = self.lr, (self.cfg.beta1, self.cfg.beta2)
         if self.teacher is not None and state["teacher"] is not None:
             self.teacher.load_state_dict(state["teacher"])
         self.history.clear()
@@ -178,6 +182,9 @@ class Adaptor:
         with self._section("step"):
             teacher_out, key = self._teacher_forward(frame, passes)
             frame, gated = self._gate(frame, teacher_out)
+            if cfg.landmark_flip_skip and teacher_out is not None and self.landmarks.flipped(
+                    frame.landmarks, self.smpl(**teacher_out.smpl_params()).joints[:, GT_SLICE]):
+                return self._predict(frame, passes, updated=False, reason="landmarks flipped")  # teacher3d.py
             if cfg.use_boa:
                 before = self._bilevel(frame, teacher_out, key, passes, logs)
             else:  # one level at theta (docs/method.md §3; the `fast` preset adds the teacher loss to it)
@@ -210,7 +217,7 @@ class Adaptor:
         with torch.no_grad():
             reference = project_to_crop(self.smpl(**teacher_out.smpl_params()).joints, teacher_out.pred_cam)
         keypoints, gated = robust.gate_outliers(frame.keypoints, reference, self.cfg.outlier_gate)
-        return Frame(frame.image, keypoints, frame.track_id), gated
+        return dataclasses.replace(frame, keypoints=keypoints), gated
 
     def _extra_step(self, frame: Frame, key: torch.Tensor | None, level: str, passes: dict[str, int],
                     logs: dict[str, float]) -> tuple[torch.Tensor, HMROutput]:
@@ -277,6 +284,8 @@ class Adaptor:
         if use_frame:
             terms.update(self._frame_terms(out, kp2d, frame, level, logs))
             terms.update(self.tracks.terms(frame.track_id, out.pred_betas[:1], joints[:1, GT_SLICE]))
+            terms.update(self.landmarks.terms(frame.landmarks, frame.keypoints[:, GT_SLICE], joints[:1, GT_SLICE],
+                                              logs))
         if temporal and teacher_out is not None:
             t_joints = self.smpl(**teacher_out.smpl_params()).joints
             t_loss = losses.teacher_loss(kp2d[:1], project_to_crop(t_joints, teacher_out.pred_cam), joints[:1],

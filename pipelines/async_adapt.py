@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -60,6 +61,17 @@ class WeightBoard:
         with self._lock:
             return self._snapshot
 
+    def load_into(self, params: dict[str, torch.Tensor], version: int) -> tuple[int, int] | None:
+        """Copy the newest snapshot into `params` when its version differs from `version`; (version, frame) or
+        None."""
+        snapshot = self.latest()
+        if snapshot is None or snapshot.version == version:
+            return None
+        with torch.no_grad():
+            for name, tensor in snapshot.weights.items():
+                params[name].copy_(tensor)
+        return snapshot.version, snapshot.frame
+
 
 class AsyncAdapter:
     """The adaptor's updates in a background thread on the newest frames.
@@ -68,12 +80,14 @@ class AsyncAdapter:
         adaptor: adapted in the thread only (its network must not be the predictor's).
         queue: frames waiting at most; a frame arriving at a full queue drops the oldest.
         threads: torch threads of the adaptation thread.
+        nice: added to the adaptation thread's niceness (Linux schedules threads on their own), so that on a busy
+            machine the prediction gets the cores first; 0 = the process's.
     """
 
-    def __init__(self, adaptor: Adaptor, queue: int = 2, threads: int = 1) -> None:
+    def __init__(self, adaptor: Adaptor, queue: int = 2, threads: int = 1, nice: int = 0) -> None:
         if queue < 1:
             raise ValueError(f"the adaptation queue holds at least one frame, got {queue}")
-        self.adaptor, self.threads = adaptor, threads
+        self.adaptor, self.threads, self.nice = adaptor, threads, nice
         self.board = WeightBoard()
         self.board.publish(self._weights(), -1)
         self.updates = self.steps = self.dropped = 0
@@ -81,6 +95,7 @@ class AsyncAdapter:
         self._queue: deque[tuple[int, Frame]] = deque(maxlen=queue)
         self._cond = threading.Condition()
         self._running, self._reset, self._epoch = True, False, 0
+        self.native_id: int | None = None  # the thread's id for the operating system, once it runs
         self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._loop, name="adaptation", daemon=True)
         self._thread.start()
@@ -127,7 +142,15 @@ class AsyncAdapter:
         return item[0], item[1], epoch
 
     def _loop(self) -> None:
+        self.native_id = threading.get_native_id()
         torch.set_num_threads(self.threads)
+        if self.nice:
+            try:  # this thread only (a Linux thread id); elsewhere the whole process would change: skipped
+                if os.name == "posix" and os.uname().sysname == "Linux":
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+                                   + self.nice)
+            except OSError as err:
+                logger.warning("adaptation thread: niceness unchanged (%s)", err)
         try:
             while (item := self._next()) is not None:
                 index, frame, epoch = item
@@ -152,7 +175,8 @@ class AsyncAdapter:
 
 class LivePredictor:
     """Predicts with its own copy of `model` (taken at construction: before another thread adapts `model`),
-    loading the newest snapshot of `board` between frames."""
+    loading the newest weights of `board` (a `WeightBoard`, or `pipelines.async_process.SharedWeights`) between
+    frames."""
 
     def __init__(self, model: torch.nn.Module, smpl: torch.nn.Module, board: WeightBoard | None = None) -> None:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -160,15 +184,13 @@ class LivePredictor:
         self._params = dict(self.model.named_parameters())
         self.version, self.frame = -1, -1
 
-    def refresh(self) -> Snapshot | None:
-        """Load the newest snapshot when it is newer than the loaded one; returns it."""
-        snapshot = self.board.latest() if self.board is not None else None
-        if snapshot is not None and snapshot.version != self.version:
-            with torch.no_grad():
-                for name, tensor in snapshot.weights.items():
-                    self._params[name].copy_(tensor)
-            self.version, self.frame = snapshot.version, snapshot.frame
-        return snapshot
+    def refresh(self) -> tuple[int, int] | None:
+        """Load the newest published weights when they are not the loaded ones; their (version, frame), or None
+        when nothing new was loaded."""
+        loaded = self.board.load_into(self._params, self.version) if self.board is not None else None
+        if loaded is not None:
+            self.version, self.frame = loaded
+        return loaded
 
     def __call__(self, image: torch.Tensor) -> tuple[HMROutput, torch.Tensor]:
         """The prediction [B] and SMPL vertices of `image` [B, 3, H, W] with the loaded weights."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from datasets.experiment import is_experiment
 from pipelines.cluster import BACKENDS, Task, run_tasks
 from utils.video import video_names
 
@@ -65,7 +66,7 @@ def process_video(script: str, video: Path, exp: Path, log: Path, options: Seque
         return
     log.parent.mkdir(parents=True, exist_ok=True)
     command = ["bash", script, str(video), "--out", str(exp.parent), "--expname", exp.name, *options,
-               *(["--resume"] if exp.exists() else []), "--", *extra]
+               *(["--resume"] if is_experiment(exp) else []), "--", *extra]
     start = time.perf_counter()
     with open(log, "w") as fh:
         code = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"run_on_internet.sh --batch: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))  # each video's torch threads: cores / jobs
+    # after Ctrl-C, joblib's resource tracker warns of the semaphores of the workers it lost: not the user's concern
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
     extra = [*args.extra, *([] if "--threads" in args.extra else ["--threads", str(threads)])]
     names = video_names(videos)
     tasks = [Task(name, process_video, (args.script, video.resolve(), (args.batch_dir / "videos" / name).resolve(),

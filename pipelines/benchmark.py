@@ -240,6 +240,10 @@ def run_benchmark(plan: Plan, root: Path, out: Path, jobs: int = 1, k: int = 10,
         ensure_world(plan, root, jobs)
         if any(run_configs(root, out, m, p, 0, 0)[1].retrieval for m, p in plan.runs):
             ensure_retrieval(root, k, max_samples)
+        if any(PROTOCOLS[p] == "mp_j2d" for _, p in plan.runs):  # the MediaPipe 2D protocol's detections (cached)
+            from datasets.preprocess import mediapipe3dpw
+
+            mediapipe3dpw.main(["--data-root", str(root)])
         out.mkdir(parents=True, exist_ok=True)
         results = run_all(plan, root, out, jobs)
     rows = {key: report.read_rows(out / run_name(*key)) for key in results}

@@ -35,13 +35,15 @@ from datasets.checkpoint import input_size
 from datasets.pw3d import DETECTED_KEYPOINTS, GT_KEYPOINTS, KEYPOINT_SOURCES
 from datasets.results import FIELDS, RunWriter, savez_atomic, summarize
 from datasets.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
-from models.adaptor import Adaptor, Frame, Runtime
+from models.adaptor import Adaptor, Runtime
 from models.hmr import load_hmr_checkpoint
 from models.presets import ADAPTED_SCOPES, PRESETS, apply_preset, scoped_adaptor
 from models.prior import MaxMixturePrior
 from models.smpl import build_smpl
 from pipelines.budget import Budget
 from pipelines.cluster import BACKENDS, Task, raise_failures, run_tasks
+from pipelines.divergence import UpdateCount, require_finite
+from pipelines.passes import adapt_passes, frame_of, stream_end
 from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.io import atomic_path, write_json
 from utils.keypoints import CONFIDENCE_MODES
@@ -98,6 +100,8 @@ class RunConfig:
     backend: str = option("sequences of --reset-per-sequence on local processes or a dask cluster", default="local",
                           choices=BACKENDS)
     scheduler: str = option("dask scheduler (tcp://HOST:8786); empty: a local cluster of --jobs workers", default="")
+    passes: int = option("passes over a recorded stream: adapt over it N times, write the last pass's predictions "
+                         "(pipelines/passes.py)", default=1, check=POSITIVE)
 
 
 # the original's options that have no effect (docs/method.md §10); accepted so old command lines still run
@@ -243,16 +247,20 @@ def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: Ru
     running: dict[str, list[float]] = {}  # metric -> [sum, count] (constant memory over any stream length)
     bar = tqdm(loader, total=len(subset), desc="adapting", dynamic_ncols=True)
     budget = Budget.from_config(adaptor.cfg, writer.state)  # which frames are adapted on (pipelines/budget.py)
+    updates = UpdateCount()  # updates skipped as non-finite, reported at the end (pipelines/divergence.py)
     for item in bar:
         if tracks is not None and (item.index == 0 or tracks[item.index - 1][0] != item.track[0]):
             start_sequence(adaptor, run.seed, item.track[0])
         started = time.perf_counter()
-        frame = Frame(item.image[None].to(device), item.keypoints[None].to(device), item.track)
+        frame = frame_of(item, device)
         res = adaptor.step(frame, adapt=budget.wants(item.index))
         budget.spend(time.perf_counter() - started)
         row = {"index": item.index, "imgname": item.imgname, "track": f"{item.track[0]}:{item.track[1]}",
                "updated": res.updated, "dynamic_steps": res.dynamic_steps,
                "seconds": round(time.perf_counter() - started, 4)}
+        arrays = prediction_arrays(item, res, run.focal_length)
+        require_finite(arrays, f"frame {item.index} ({item.imgname})", adaptor.cfg.lr)  # before it is evaluated
+        updates.add(res.updated, res.skipped_reason)
         if evaluator is not None:
             metrics = evaluator(res.vertices, item.gt)
             row.update({k: round(v, 3) for k, v in metrics.items()})
@@ -260,10 +268,11 @@ def adapt_stream(adaptor: Adaptor, stream, writer: RunWriter, evaluator, run: Ru
                 total = running.setdefault(key, [0.0, 0])
                 total[0], total[1] = total[0] + value, total[1] + 1
             bar.set_postfix({k: f"{v[0] / v[1]:.1f}" for k, v in running.items()}, refresh=False)
-        writer.add(row, prediction_arrays(item, res, run.focal_length))
+        writer.add(row, arrays)
         done = item.index + 1 - first
         if done % run.chunk == 0 or item.index + 1 == end:
             writer.end_chunk(done, resume_state(adaptor, budget))
+    updates.report(adaptor.cfg.lr)
 
 
 def resume_state(adaptor: Adaptor, budget: Budget | None = None) -> dict:
@@ -303,6 +312,8 @@ def adapt_run(run: RunConfig, adapt: AdaptConfig, exppath: Path, first: int = 0,
     if writer.state is not None:
         restore_state(adaptor, writer.state)
         logger.info("resuming %s at frame %d", exppath, first + writer.start)
+    elif run.passes > 1:  # the first passes, kept nothing of; the loop below is the last one
+        adapt_passes(adaptor, stream, run.passes, device, first, end or stream_end(stream, run.max_frames), run.workers)
     adapt_stream(adaptor, stream, writer, build_evaluator(run, paths, device), run, device, first, end)
     summary = summarize(writer.rows_so_far())
     writer.finish(summary)

@@ -11,6 +11,19 @@ import numpy as np
 
 FPS = 12.5
 SIZE = (64, 48)  # (width, height) of the test videos
+REAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_images"
+
+
+def real_photo(name: str) -> Path:
+    """The real photograph `name` of `../shared/data/real_images/` (its README lists them); when that file is not
+    there (the folder absent, or other photos in it) the test is skipped, naming the missing file."""
+    import pytest
+
+    path = REAL_IMAGES / name
+    if not path.is_file():
+        pytest.skip(f"real photograph {path} not found (the photos this test needs are listed in "
+                    f"{REAL_IMAGES / 'README.md'})")
+    return path
 
 
 def frame_image(index: int, size: tuple[int, int] = SIZE) -> np.ndarray:

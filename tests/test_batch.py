@@ -55,8 +55,10 @@ def test_batch_runs_each_video_resumes_and_reports(tmp_path, stub, capsys):
     assert "| a | 3 | 2 |" in table and "| bad | 0 | 0 |  | failed: ERROR: no person found in bad |" in table
     calls = (out / "videos" / "a.calls").read_text()
     assert "--max-frames 5 --threads" in calls and "--resume" not in calls
-    # rerun: finished videos are kept, the failed one is tried again and continues its experiment (--resume)
+    # rerun: finished videos are kept, the failed one is tried again and continues its experiment (--resume; an
+    # experiment is a folder with the script's manifest, datasets/experiment.py)
     (out / "videos" / "bad").mkdir()
+    (out / "videos" / "bad" / ".dynaboa_manifest.json").write_text('{"kind": "video"}')
     assert batch.main(argv) == 1
     assert (out / "videos" / "a.calls").read_text() == calls
     assert (out / "videos" / "bad.calls").read_text().count("--resume") == 1

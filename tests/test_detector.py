@@ -23,6 +23,7 @@ from datasets.detector import (
     make_detection,
     search_windows,
 )
+from tests.fixtures_real import real_photo
 from utils.keypoints import read_keypoints_json
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_images"
@@ -96,15 +97,16 @@ def test_missing_mediapipe_says_how_to_install(monkeypatch) -> None:
 
 
 def _read_rgb(name: str) -> np.ndarray:
-    return np.ascontiguousarray(cv2.imread(str(REAL / name))[:, :, ::-1])
+    return np.ascontiguousarray(cv2.imread(str(real_photo(name)))[:, :, ::-1])
 
 
 @needs_real
 @pytest.mark.parametrize("multi", [False, True])
 def test_one_person_in_each_single_person_photo(multi: bool) -> None:
+    images = {name: _read_rgb(name) for name in SINGLE}  # skipped, naming the file, when one is not there
     with PoseDetector(DetectorConfig(multi_person=multi)) as find:
         for name in SINGLE:
-            image = _read_rgb(name)
+            image = images[name]
             people = find(image)
             assert len(people) == 1, (name, len(people))
             conf = people[0].keypoints[:, 2] > 0.5
@@ -130,7 +132,7 @@ def test_at_least_five_people_in_the_group_photo() -> None:
 def test_cli_writes_a_keypoint_file_of_the_frames(tmp_path) -> None:
     frames = tmp_path / "images" / "clip"
     frames.mkdir(parents=True)
-    photo = cv2.imread(str(REAL / "baseball_flickr.jpg"))
+    photo = cv2.imread(str(real_photo("baseball_flickr.jpg")))
     for i in range(3):
         cv2.imwrite(str(frames / f"{i + 1:06d}.png"), photo)
     assert detector.main([str(frames)]) == 0

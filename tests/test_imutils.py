@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fixtures_real import real_photo
 from utils import imutils
 from utils.constants import IMG_NORM_MEAN, IMG_NORM_STD
 
@@ -135,7 +136,7 @@ def test_read_image_rgb(tmp_path):
 
 @pytest.mark.skipif(not REAL_IMAGES.is_dir(), reason=f"real test photos not found at {REAL_IMAGES}")
 def test_crop_real_photo_is_finite_and_in_range():
-    img = imutils.read_image_rgb(REAL_IMAGES / "lunge_pexels.jpg")  # 667 x 1000
+    img = imutils.read_image_rgb(real_photo("lunge_pexels.jpg"))  # 667 x 1000
     out = imutils.crop(img, (333, 500), 4.5)  # 900-px box, partly outside the image: 4x downscale with padding
     assert out.shape == (224, 224, 3) and np.isfinite(out).all()
     assert out.min() >= 0 and out.max() <= 255 and out.mean() > 20

@@ -21,6 +21,7 @@ import torch
 
 from datasets.checkpoint import save_training_checkpoint
 from models.hmr import HMR, load_mean_params
+from tests.fixtures_real import real_photo
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real_images"
@@ -41,7 +42,7 @@ def build_data_root(dest: Path, world: Path) -> Path:
 def write_photo_clip(path: Path, photo: str, frames: int, fps: float, size: tuple[int, int],
                      blank: tuple[int, ...] = ()) -> Path:
     """A video repeating one real photo (resized to `size`); frames listed in `blank` are black."""
-    image = cv2.resize(cv2.imread(str(REAL / photo)), size, interpolation=cv2.INTER_AREA)
+    image = cv2.resize(cv2.imread(str(real_photo(photo))), size, interpolation=cv2.INTER_AREA)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     for i in range(frames):
         writer.write(np.zeros_like(image) if i in blank else image)

@@ -250,5 +250,9 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
         )
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"cannot decode {path} as an image (corrupt file or unsupported format)")
+        try:  # OpenCV says nothing of why: a file that cannot be opened is not a damaged one
+            path.open("rb").close()
+        except OSError as err:
+            raise ValueError(f"cannot read {path}: {err.strerror or err} (check its permissions)") from err
+        raise ValueError(f"cannot decode {path} as an image (damaged file or unsupported format)")
     return np.ascontiguousarray(img[:, :, ::-1])

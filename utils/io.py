@@ -203,11 +203,25 @@ def torch_load_tensors(path: Path | str, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = (str(err).splitlines() or [""])[0][:200]
         detail = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "global" in line), "")
+        if not detail:  # torch's unpickler stopped on bytes that are no pickle at all: damaged, not dangerous
+            raise ValueError(f"{path} is not a readable {what}: not a torch file, or a damaged one "
+                             f"({_torch_reason(err)})") from err
         raise UnsafePickleError(
             f"{path}: refused to read this {what}: it holds objects other than tensors and plain containers, which "
-            f"could run code when read ({first} {detail[:200]})".rstrip()) from err
+            f"could run code when read ({detail[:200]})") from err
+    except (EOFError, IndexError, KeyError, OverflowError, MemoryError, UnicodeDecodeError, RuntimeError, ValueError,
+            TypeError, AttributeError) as err:
+        # what torch raises on random or truncated bytes, depending on where they stop it
+        raise ValueError(f"{path} is not a readable {what}: not a torch file, or a damaged one "
+                         f"({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]})") from err
+
+
+def _torch_reason(err: Exception) -> str:
+    """The line of torch's unpickling error that says what stopped it (not its advice about weights_only)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Please file", "Check the"))]
+    return (useful or lines or [type(err).__name__])[0][:200]
 
 
 @contextlib.contextmanager

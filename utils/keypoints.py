@@ -18,7 +18,9 @@ Keypoint file format of this project (`write_keypoints_json` / `read_keypoints_j
      "frames": [{"image": "000001.png", "people": [{"keypoints": [[x, y, c], ...], "track_id": 0}]}]}
 
 Coordinates are pixels of the full frame, `c` a confidence in [0, 1]; a missing joint is `[0, 0, 0]`; `track_id` is
-an integer or null (then the people are tracked by box association).
+an integer or null (then the people are tracked by box association). A person may also carry `"world": [[x, y, z,
+v], ...]`: the detector's 3D landmarks in metres with their visibility (MediaPipe's `pose_world_landmarks`, one row
+per joint of the layout; optional, read by `process_data.py` into the track files as `world_landmarks`).
 """
 from __future__ import annotations
 
@@ -227,10 +229,12 @@ KEYPOINTS_VERSION = 1
 
 @dataclass
 class PersonKeypoints:
-    """One detected person: keypoints [K, 3] (x, y pixels, confidence) and an optional tracker id."""
+    """One detected person: keypoints [K, 3] (x, y pixels, confidence), an optional tracker id and optional 3D world
+    landmarks [K, 4] (metres + visibility)."""
 
     keypoints: np.ndarray
     track_id: int | None = None
+    world: np.ndarray | None = None
 
 
 @dataclass
@@ -262,7 +266,10 @@ def write_keypoints_json(path: Path | str, data: KeypointsFile) -> None:
             kps = sanitize(np.asarray(person.keypoints))
             assert kps.shape == (size, 3), f"{frame.image}: expected [{size}, 3] keypoints, got {kps.shape}"
             track = None if person.track_id is None else int(person.track_id)
-            people.append({"keypoints": np.round(kps, 3).tolist(), "track_id": track})
+            entry = {"keypoints": np.round(kps, 3).tolist(), "track_id": track}
+            if person.world is not None:
+                entry["world"] = np.round(np.nan_to_num(np.asarray(person.world, dtype=np.float64)), 5).tolist()
+            people.append(entry)
         frames.append({"image": frame.image, "people": people})
     doc = {"format": KEYPOINTS_FORMAT, "version": KEYPOINTS_VERSION, "layout": data.layout, "fps": float(data.fps),
            "frames": frames}
@@ -301,7 +308,13 @@ def keypoints_file_from_doc(doc: dict, source: str = "<json>") -> KeypointsFile:
             if kps.shape[0] != LAYOUT_SIZES[layout]:
                 raise ValueError(f"{source}, {frame['image']}: {kps.shape[0]} joints, layout {layout} has "
                                  f"{LAYOUT_SIZES[layout]}")
-            people.append(PersonKeypoints(kps, person.get("track_id")))
+            world = person.get("world")
+            if world is not None:
+                world = np.array(world, dtype=np.float64).reshape(-1, 4)
+                if world.shape[0] != kps.shape[0]:
+                    raise ValueError(f"{source}, {frame['image']}: {world.shape[0]} world landmarks for "
+                                     f"{kps.shape[0]} keypoints")
+            people.append(PersonKeypoints(kps, person.get("track_id"), world))
         frames.append(FrameKeypoints(frame["image"], people))
     return KeypointsFile(layout, float(doc.get("fps", 0.0)), frames)
 

@@ -17,7 +17,8 @@ into person tracks (the detector's track ids if it gives them, else greedy assoc
 `associate`), and each track is written to `<out>/<video>_<k>.npz` (k = 0, 1, ... in order of first appearance) with
 `imgname` (N,) `images/<video>/<image>` relative to the root, `center` (N, 2) and `scale` (N,) (SPIN box of the
 confident joints), `part` (N, 49, 3) (the 49-joint layout, confidence binarised at 0.3 as the original),
-`track_id` (N,) (= k), `frame_ids` (N,) (0-based video frame) and `layout` (the source layout name).
+`track_id` (N,) (= k), `frame_ids` (N,) (0-based video frame) and `layout` (the source layout name); with the
+embedded detector also `world_landmarks` (N, 33, 4) (its 3D landmarks, metres + visibility; models/teacher3d.py).
 """
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ class VideoDetections:
         keypoints: [M, K, 3] pixels and confidence.
         scores: [M] detector score (NaN when the format has none).
         track_ids: [M] the detector's track id, -1 when it gives none.
+        world: [M, K, 4] the detector's 3D world landmarks (metres + visibility; NaN rows where a detection has
+            none), or None when no detection has them.
     """
 
     video: str
@@ -93,6 +96,7 @@ class VideoDetections:
     keypoints: np.ndarray
     scores: np.ndarray
     track_ids: np.ndarray
+    world: np.ndarray | None = None
 
 
 def _frame_index(image: str, fallback: int) -> int:
@@ -134,7 +138,13 @@ def read_dynaboa(path: Path, doc: dict) -> VideoDetections:
     data = keypoints_file_from_doc(doc, str(path))
     rows = [(_frame_index(f.image, i), f.image, p.keypoints, np.nan, -1 if p.track_id is None else int(p.track_id))
             for i, f in enumerate(data.frames) for p in f.people]
-    return _detections(path.stem, data.layout, rows)
+    det = _detections(path.stem, data.layout, rows)
+    worlds = [p.world for f in data.frames for p in f.people]
+    if any(w is not None for w in worlds):  # in the stable frame order of `_detections`
+        order = np.argsort([r[0] for r in rows], kind="stable")
+        size = len(det.keypoints[0])
+        det.world = np.stack([np.full((size, 4), np.nan) if worlds[i] is None else worlds[i] for i in order])
+    return det
 
 
 def read_openpose_folder(folder: Path) -> list[VideoDetections]:
@@ -311,7 +321,8 @@ def process_video(det: VideoDetections, out_dir: Path, cfg: InternetConfig) -> l
         return []
     idx = np.flatnonzero(keep)
     kept = VideoDetections(det.video, det.layout, det.frames[idx], [det.images[i] for i in idx],
-                           det.keypoints[idx], det.scores[idx], det.track_ids[idx])
+                           det.keypoints[idx], det.scores[idx], det.track_ids[idx],
+                           None if det.world is None else det.world[idx])
     center, scale, _ = keypoint_box(kept.keypoints, cfg.conf_threshold, cfg.scale_factor)
     labels = split_tracks(kept, center, scale * 200.0, cfg)
     unique = _dedupe(labels, kept.frames, kept.scores, scale)
@@ -324,7 +335,8 @@ def process_video(det: VideoDetections, out_dir: Path, cfg: InternetConfig) -> l
         savez_atomic(path, dict(imgname=np.array([f"images/{det.video}/{kept.images[i]}" for i in rows]),
                                 center=center[rows], scale=scale[rows], part=part[rows],
                                 track_id=np.full(len(rows), label, dtype=np.int64), frame_ids=kept.frames[rows],
-                                layout=np.array(det.layout)))
+                                layout=np.array(det.layout),
+                                **({} if kept.world is None else {"world_landmarks": kept.world[rows]})))
         written.append(path)
     logger.info("%s: %d of %d detections kept, %d track(s)", det.video, int(unique.sum()), len(det.frames),
                 len(written))
