@@ -23,7 +23,7 @@ import cv2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datasets.video_out import open_video  # noqa: E402
+from datasets.video_out import open_video
 
 PHOTOS = REPO.parent / "shared" / "data" / "real_images"
 

@@ -161,7 +161,7 @@ class AsyncAdapter:
                 if result.updated and current:
                     self.board.publish(self._weights(), index)
                     self.updates += 1
-        except BaseException as err:  # noqa: BLE001 (reported to the caller by submit)
+        except BaseException as err:  # reported to the caller by the next submit
             logger.exception("adaptation thread stopped")
             self.error = err
 

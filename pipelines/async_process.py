@@ -21,7 +21,8 @@ import os
 import queue as queue_module
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -39,7 +39,7 @@ class Budget:
             raise ValueError(f"frame_budget must be >= 0 seconds, got {self.seconds}")
 
     @classmethod
-    def from_config(cls, cfg: Any, state: dict | None = None) -> "Budget":
+    def from_config(cls, cfg: Any, state: dict | None = None) -> Budget:
         """The budget of an `AdaptConfig` (fields absent from an older config mean no budget), continued from a
         resume state's `budget` entry when there is one."""
         budget = cls(int(getattr(cfg, "adapt_every", 1)), float(getattr(cfg, "frame_budget", 0.0)))

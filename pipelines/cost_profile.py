@@ -27,10 +27,10 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -229,12 +229,45 @@ def stage_profile(world: World, cfg: ProfileConfig) -> tuple[dict[str, float], s
 
 def stage_lines(network: str, profile: dict[str, float], what: str, cfg: ProfileConfig) -> list[str]:
     total = sum(v for k, v in profile.items() if k != "total")
-    lines = [f"stage profile, {network}, --preset {cfg.preset} --lr-scale {cfg.lr_scale:g}, {what}, median of "
-             f"{cfg.frames} frames: {total:.3f} s per adapted frame", "", "| stage | seconds | share |", "|---|---|---|"]
+    lines = [(f"stage profile, {network}, --preset {cfg.preset} --lr-scale {cfg.lr_scale:g}, {what}, median of "
+              f"{cfg.frames} frames: {total:.3f} s per adapted frame"), "", "| stage | seconds | share |", "|---|---|---|"]
     for name, seconds in sorted(profile.items(), key=lambda kv: -kv[1]):
         if name != "total":
             lines.append(f"| {name} | {seconds:.4f} | {100 * seconds / total:.1f} % |")
     return lines + [""]
+
+
+def drawing_ab(world: World, cfg: ProfileConfig, reps: int = 12) -> str:
+    """The live path's drawing of one predicted mesh on the photograph: the whole frame rendered
+    (`overlay_people`) against the mesh's window only (`overlay_mesh_window`), alternating, median of `reps`."""
+    from datasets.overlay import overlay_mesh_window, overlay_people
+    from utils.geometry import full_image_camera
+
+    rgb = frame_image(photo=cfg.photo)
+    if rgb is None:
+        return "drawing: no photograph"
+    adaptor = schedule_adaptor(world, cfg.preset, cfg.lr_scale, keypoint_block="openpose")
+    session = live.Session(live.WebcamConfig(capture_mode="video", display=False), adaptor,
+                           world.frames[0].image.shape[-1], torch.device("cpu"))
+    captured: list[tuple] = []
+    with patched([(session, "_overlay", lambda *args: captured.append(args) or rgb)]):
+        session.process(rgb, live.RunStats())
+    _, cam, vertices, center, scale, color = captured[0]
+    t, focal = full_image_camera(cam.detach().double(), center, scale, rgb.shape[1::-1], 0.0)
+    placed, faces = vertices[0].detach().double().numpy() + t[0].numpy(), adaptor.smpl.faces
+    ways = {"whole frame": lambda: overlay_people(session.renderer, rgb, [placed], faces, focal, [color]),
+            "mesh window": lambda: overlay_mesh_window(session.renderer, rgb, placed, faces, focal, color)}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(reps + 2):
+        for name, draw in ways.items():
+            start = time.perf_counter()
+            draw()
+            times[name].append(time.perf_counter() - start)
+    covered = int((ways["whole frame"]() != rgb).any(-1).sum())
+    session.close()
+    full, window = (statistics.median(v[2:]) for v in times.values())
+    return (f"drawing one mesh on a {rgb.shape[1]} x {rgb.shape[0]} frame (mesh on {covered} pixels): whole frame "
+            f"{full:.4f} s, mesh window {window:.4f} s (ratio {window / full:.2f}, median of {reps})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -274,8 +307,8 @@ def median_ratio(times: dict[str, list[float]], name: str, reference: str) -> fl
 
 
 def cost_lines(network: str, times: dict[str, list[float]], rounds: int) -> list[str]:
-    lines = [f"cost per frame, {network}: seconds (median of {rounds} rounds) and ratios (median over rounds of the "
-             "ratio within the round; all measured in this one run)", "",
+    lines = [(f"cost per frame, {network}: seconds (median of {rounds} rounds) and ratios (median over rounds of the "
+              "ratio within the round; all measured in this one run)"), "",
              "| schedule | seconds / frame | x prediction | x finetune | x paper |", "|---|---|---|---|---|"]
     for name, values in times.items():
         lines.append(f"| {name} | {statistics.median(values):.4f} | {median_ratio(times, name, 'no adapt'):.2f} | "
@@ -296,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             world = network_world(network, Path(tmp), cfg.seed, AdaptConfig().interval + 16)
             if cfg.stages:
                 print("\n".join(stage_lines(network, *stage_profile(world, cfg), cfg)), flush=True)
+                print(drawing_ab(world, cfg) + "\n", flush=True)
             if cfg.rounds:
                 print("\n".join(cost_lines(network, cost_table(world, cfg.rounds), cfg.rounds)), flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")

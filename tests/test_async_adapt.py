@@ -14,14 +14,13 @@ import pytest
 import torch
 
 import dynaboa_webcam as webcam
-from config import DataPaths
+from config import AdaptConfig, DataPaths
 from models.adaptor import Frame
 from pipelines import live
 from pipelines.async_adapt import AsyncAdapter, LivePredictor, Staleness, WeightBoard
 from pipelines.session import build_adaptor
 from tests.test_internet_pipeline import REAL, read_video, write_photo_clip
 from tests.test_webcam import data_root  # noqa: F401 (fixture)
-from config import AdaptConfig
 
 
 def test_a_reader_never_sees_half_published_weights() -> None:

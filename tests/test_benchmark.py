@@ -105,7 +105,7 @@ def test_plans_name_known_methods_and_protocols(tmp_path):
         plan = benchmark.load_plan(name)
         assert plan.runs and all(m in benchmark.METHODS for m, _ in plan.runs)
     full = benchmark.load_plan("full")
-    assert {p for _, p in full.runs} == {"GT 2D", "estimated 2D"} and full.max_frames == 0
+    assert {p for _, p in full.runs} == {"GT 2D", "estimated 2D", "MediaPipe 2D"} and full.max_frames == 0
     assert set(full.first) <= {m for m, _ in full.runs}
     order = benchmark.start_order(full, full.runs)
     assert order[:len(full.first)] == [(m, "GT 2D") for m in full.first]
