@@ -2,7 +2,7 @@
 
     python -m pipelines.landmark_accuracy --data-root data/synthetic [--runs exps/x/run_a exps/x/run_b] [--max-frames N]
 
-On the person-frames where the detector found the track's person (`dataset_extras_mediapipe/`, issue 24), over the
+On the person-frames where the detector found the track's person (`dataset_extras_mediapipe/`), over the
 12 body joints (hips, knees, ankles, shoulders, elbows, wrists), ground truth through the evaluation's H36M regressor
 (gendered SMPL, as `datasets.evaluation`): PA-MPJPE (similarity-aligned) and MPJPE after aligning the hip centres, in
 mm, of MediaPipe's world landmarks and of each run's predictions (neutral SMPL of its `results.npz`), on the same

@@ -1,4 +1,4 @@
-"""Checks of a run on real footage that need no ground truth: the mesh against the embedded detector (issue 24).
+"""Checks of a run on real footage that need no ground truth: the mesh against the embedded detector.
 
     python -m pipelines.real_checks exps/clips/lunge_p3 [--internet-root exps/clips/lunge_p3/input] [--json out.json]
 

@@ -1,4 +1,4 @@
-"""No silent garbage, no silent no-op, the machine's own failures in one line (issue 22), at the level of dynaboa.py
+"""No silent garbage, no silent no-op, the machine's own failures in one line, at the level of dynaboa.py
 and the pieces run_on_internet.sh is made of: divergence stops the run, mostly-skipped updates are said, an option
 given on --resume takes effect or is refused, a real file-size limit and other operating-system errors are one line,
 reasons name what is wrong (damaged, not dangerous; unreadable, not damaged), any video name exports, the experiment

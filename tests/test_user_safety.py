@@ -1,4 +1,4 @@
-"""run_on_internet.sh as a new user meets it (issue 22): nothing a user owns is ever deleted, any file name works
+"""run_on_internet.sh as a new user meets it: nothing a user owns is ever deleted, any file name works
 end to end, Ctrl-C in any stage ends in one line whose command works as printed, every option is checked before any
 work, two launches into one folder cannot both run, and a batch does not collide with a single-video experiment.
 

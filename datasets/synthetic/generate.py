@@ -119,6 +119,16 @@ def _run_all(root: Path, seed: int, units: list[Unit], jobs: int, save_labels: b
     bar.close()
 
 
+def generate_target(root: Path, seed: int, sequences: int | None = None, preset: str = "default",
+                    jobs: int = 1) -> None:
+    """Generate only the first `sequences` target (wild) sequences of the world `preset`/`seed` (all by default) into
+    `root`, in this process or `jobs` workers; the body model and regressors must already be there (no source domain,
+    no manifest, no 3DPW preprocessing)."""
+    spec = dom.PRESETS[preset]
+    count = spec.wild_sequences if sequences is None else sequences
+    _run_all(Path(root).resolve(), seed, [WildUnit(i, spec.wild_frames) for i in range(count)], jobs, False)
+
+
 def generate_world(out_root: Path, preset: str = "default", seed: int = 0, jobs: int = 1,
                    save_labels: bool = False, scale_factor: float = 1.0) -> dict[str, int]:
     """Generate (or finish) a synthetic data root.
