@@ -339,6 +339,9 @@ class AdaptConfig:
     frame_budget: float = option("budget: mean seconds of step time per frame; a frame is adapted on only while the "
                                  "credit lasts (0 = no time budget; decisions follow the measured time, so they are "
                                  "not reproducible; pipelines/budget.py)", default=0.0)
+    budget_rates: bool = option("with --adapt-every K: both learning rates times K, the same step per frame of stream "
+                                "as adapting on every frame (validation world: K = 4 keeps 80 %% of the gain with it, "
+                                "36 %% without; docs/speed.md)", default=False)
 
 
 def build_parser(

@@ -20,14 +20,17 @@ import matplotlib.pyplot as plt
 
 # the paper schedule as it runs on the record (1.02 updates per frame): its bilevel step without dynamic steps
 COST = {"base model": 1.0, "DynaBOA (paper)": 12.68, "fast preset": 4.29, "finetune x3": 6.66,
-        "finetune x3, K=2": 3.95, "finetune x3, K=4": 2.35, "finetune x3, K=8": 1.79}
+        **{f"x{rates}, K={k}": cost for k, cost in ((2, 3.95), (4, 2.35), (8, 1.79)) for rates in (3, 6, 12, 24)}}
 # (PA-MPJPE, MPJPE) on the stream of record (3,288 frames)
 RECORD = {"GT 2D": {"base model": (147.5, 236.2), "DynaBOA (paper)": (108.6, 172.1), "fast preset": (112.2, 185.1),
                     "finetune x3": (92.0, 151.2)},
           "estimated 2D": {"base model": (149.1, 236.9), "DynaBOA (paper)": (110.7, 176.7),
                            "fast preset": (113.5, 187.0), "finetune x3": (102.1, 162.1)}}
 # (PA-MPJPE, MPJPE) on the validation world's first 600 frames, GT 2D (empty until the sweep has run)
-VALIDATION: dict[str, tuple[float, float]] = {}
+VALIDATION: dict[str, tuple[float, float]] = {
+    "base model": (159.9, 261.5), "finetune x3": (81.2, 119.7), "x3, K=2": (101.2, 142.0), "x3, K=4": (131.3, 180.5),
+    "x3, K=8": (146.3, 207.3), "x6, K=2": (89.5, 125.7), "x6, K=4": (105.5, 148.3), "x12, K=4": (97.3, 134.1),
+    "x12, K=8": (109.5, 154.8), "x24, K=8": (102.1, 139.3)}
 
 
 def main() -> int:

@@ -81,7 +81,8 @@ class Adaptor:
             model.to(memory_format=torch.channels_last)
         self.model, self.smpl, self.cfg = model.eval(), smpl, cfg
         # the rates the steps use: the configured ones times the base model's factor, applied here only
-        self.lr, self.fastlr = cfg.lr * cfg.lr_scale, cfg.fastlr * cfg.lr_scale
+        scale = cfg.lr_scale * (cfg.adapt_every if cfg.budget_rates else 1)
+        self.lr, self.fastlr = cfg.lr * scale, cfg.fastlr * scale  # --budget-rates: x K (pipelines/budget.py)
         self.device = next(model.parameters()).device
         self.pose_prior = pose_prior
         self.exemplars = exemplars if cfg.retrieval else None

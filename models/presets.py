@@ -39,6 +39,10 @@ PRESETS: dict[str, Preset] = {
     # the outlier gate, confidence weights, per-track shape and bone ratios did not lower the validation error there.
     # The learning rates stay an option (`--lr-scale`): choose them for your base model on a validation stream.
     "finetune": Preset("all", {"use_boa": False}),  # one level: the dynamic rule needs the bilevel step
+    # finetune on every 4th frame only (the others predicted), both rates x 4: on the validation world's first 600
+    # frames 80 % of finetune's PA-MPJPE gain at 0.35 of its cost per frame (docs/speed.md §4); for live and
+    # recorded video where every frame must come out fast. `--lr-scale` stays the base model's factor.
+    "live": Preset("all", {"use_boa": False, "adapt_every": 4, "budget_rates": True}),
 }
 
 

@@ -7,7 +7,8 @@ The stream's items (crop, 2D keypoints, ground truth) are delivered at `--fps` a
 (`pipelines.live.PacedVideo` behind a `LatestFrame`: an item the predictor does not take in time is dropped, not
 shown). Each shown item is predicted at once with the newest published weights (`pipelines.async_adapt`), evaluated
 (the 3DPW protocol of `dynaboa.py`) and queued for the adaptation thread. Then the same frames are run through the
-budgeted schedule (`--adapt-every K`, K = shown frames / updates, rounded) and evaluated on the same shown frames.
+budgeted schedule (`--adapt-every K`, K = stream frames / updates, rounded: about as many updates over the same
+stream) and evaluated on the same shown frames.
 No detector and no drawing: the live path's prediction is what is measured.
 """
 from __future__ import annotations
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     played = replay(run, adapt, live)
     indices = [row["index"] for row in played["shown"]]
-    every = max(1, round(len(indices) / max(played["updates"], 1)))
+    every = max(1, round(played["frames"] / max(played["updates"], 1)))  # as many updates over the stream
     live_means = {k: statistics.mean(row[k] for row in played["shown"]) for k in ("mpjpe", "pa_mpjpe", "pve")}
     result = {**{k: v for k, v in played.items() if k != "shown"}, "shown_frames": len(indices), "live": live_means,
               "budget_every": every, "budgeted_on_shown_frames": budgeted(run, adapt, every, indices)}

@@ -85,8 +85,9 @@ class RunConfig:
                                  default=0.0)
     batch_size: int = option("kept for the original's command lines; adaptation is per frame (must be 1)", default=1)
     preset: str = option("schedule: paper (DynaBOA), fast (one level with the teacher loss, layer4 + regressor "
-                         "adapt, no source data) or finetune (one level, every weight, exemplars kept: what the "
-                         "synthetic validation world chose); options given explicitly override it", default="paper",
+                         "adapt, no source data), finetune (one level, every weight, exemplars kept: what the "
+                         "synthetic validation world chose) or live (finetune on every 4th frame, rates x 4: "
+                         "docs/speed.md); options given explicitly override it", default="paper",
                          choices=tuple(PRESETS))
     adapted: str | None = option("parameters that adapt (default: the preset's)", default=None,
                                  choices=tuple(ADAPTED_SCOPES))

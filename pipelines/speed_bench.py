@@ -307,8 +307,8 @@ def schedule_lines(cfg: BenchConfig, world: World, runtime: Runtime, row: Callab
         lines.append(f"paper   passes: {forced[0].passes} with {k} dynamic steps (random weights: the real rule's "
                      "step count says nothing about trained ones)")
     for name in PRESETS:
-        if name == "paper" or cfg.preset not in (name, "both"):
-            continue
+        if name == "paper" or cfg.preset not in (name, "both") or PRESETS[name].overrides.get("adapt_every", 1) > 1:
+            continue  # a budgeted preset's cost per frame: python -m pipelines.cost_profile
         timed = run_schedule(world, name, runtime, cfg.frames)
         scope = PRESETS[name].adapted
         row(name, f"single-level step ({scope} adapts)", median_of(timed, lambda r: r.profile["step"]))

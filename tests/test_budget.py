@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 
 import dynaboa
 from pipelines.budget import Budget
@@ -80,3 +81,16 @@ def test_options_parse():
     assert adapt.adapt_every == 4 and adapt.frame_budget == 0.2
     with pytest.raises(SystemExit):
         dynaboa.parse_args(["--adapt-every", "0"])
+
+
+def test_budget_rates_and_the_live_preset(world):
+    from config import DataPaths
+    from pipelines.session import adaptor_for_run
+
+    run_cfg, adapt = dynaboa.parse_args(["--data-root", str(world), "--preset", "live", "--lr-scale", "3",
+                                         "--source-free"])
+    assert adapt.adapt_every == 4 and adapt.budget_rates and not adapt.use_boa
+    adaptor, _ = adaptor_for_run(run_cfg, adapt, DataPaths.from_root(world), torch.device("cpu"))
+    assert adaptor.lr == pytest.approx(adapt.lr * 3 * 4)  # the rates x K
+    _, plain = dynaboa.parse_args(["--preset", "live", "--no-budget-rates"])
+    assert not plain.budget_rates and plain.adapt_every == 4
