@@ -5,6 +5,7 @@ decoded and cropped when it is asked for, so a DataLoader with workers can prefe
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +64,22 @@ def collate_single(items: list[StreamItem]) -> StreamItem:
     """DataLoader collate for batch size 1 (the stream is adapted one frame at a time)."""
     assert len(items) == 1
     return items[0]
+
+
+def stream_tracks(stream: torch.utils.data.Dataset) -> list[tuple[str, int]]:
+    """(sequence, person id) of every item, read without decoding any image."""
+    return list(stream.tracks)
+
+
+def sequence_ranges(tracks: Sequence[tuple[str, int]], end: int) -> list[tuple[str, int, int]]:
+    """(sequence name, first index, end index) of the contiguous runs of one sequence among the first `end` items."""
+    ranges: list[tuple[str, int, int]] = []
+    for index, (name, _) in enumerate(tracks[:end]):
+        if ranges and ranges[-1][0] == name:
+            ranges[-1] = (name, ranges[-1][1], index + 1)
+        else:
+            ranges.append((name, index, index + 1))
+    names = [name for name, _, _ in ranges]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a sequence appears in more than one stretch of the stream: {names}")
+    return ranges

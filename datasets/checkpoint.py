@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from config import config_to_dict
-from models.hmr import HMR, save_hmr_checkpoint
+from models.hmr import CHECKPOINT_PREFIX, HMR
 from utils.constants import IMG_RES
 from utils.io import atomic_path, torch_load_tensors, write_json
 
@@ -34,6 +34,25 @@ def prepare_run_dir(run_dir: Path, cfg: Any) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG_FILE, config_to_dict(cfg))
     return run_dir
+
+
+def save_hmr_checkpoint(model: HMR, path: Path, half: bool = False, extra: dict[str, Any] | None = None) -> None:
+    """Write `{'model': {'module.' + key: tensor}, **extra}`, the layout the original code reads.
+
+    Args:
+        model: the network to save.
+        path: output file; its folder is created.
+        half: store floating tensors as float16 (half the size; `load_hmr_checkpoint` restores float32).
+        extra: other top-level entries (e.g. `{'epoch': 3}`); must not contain 'model'.
+    """
+    extra = dict(extra or {})
+    if "model" in extra:
+        raise ValueError("extra must not contain the key 'model'")
+    state = {CHECKPOINT_PREFIX + key: (value.half() if half and value.is_floating_point() else value).detach().cpu()
+             for key, value in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state, **extra}, path)
 
 
 def save_training_checkpoint(path: Path, model: HMR, optimizer: torch.optim.Optimizer | None, step: int,

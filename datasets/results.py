@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from datasets.base import StreamItem
 from datasets.runrecord import RunError, naming_full_disk, one_line
 from utils import io
+from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.io import atomic_path, torch_load_tensors, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -204,3 +206,24 @@ def split_track(name: str) -> tuple[str, int]:
     """`"<video>:<k>"` -> (video, k)."""
     video, _, k = name.rpartition(":")
     return video, int(k)
+
+
+def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, np.ndarray]:
+    """What is kept of a frame (one row of results.npz): ids, SMPL parameters, cameras and the box.
+
+    The full-image camera has focal `focal_length` (0: EasyMocap's 1.2 min(W, H)) at the image centre; its
+    translation comes from the crop camera as docs/method.md §2.4 derives.
+    """
+    out = res.output
+    rotmat = out.pred_rotmat[0].detach()
+    width, height = item.img_size
+    side = item.scale * 200.0
+    cam = out.pred_cam.detach()
+    cam_full, focal = full_image_camera(cam, item.center, item.scale, item.img_size, focal_length)
+    return {"index": np.int64(item.index), "track": np.str_(f"{item.track[0]}:{item.track[1]}"),
+            "frame_id": np.int64(item.frame_id), "imgname": np.str_(item.imgname),
+            "rotmat": rotmat.cpu().numpy(), "pose": rotmat_to_axis_angle(rotmat).reshape(72).cpu().numpy(),
+            "betas": out.pred_betas[0].detach().cpu().numpy(), "pred_cam": cam[0].cpu().numpy(),
+            "cam_t": weak_cam_to_translation(cam)[0].cpu().numpy(), "cam_t_full": cam_full[0].cpu().numpy(),
+            "focal_length": np.float32(focal), "img_size": np.array([width, height], np.int64),
+            "bbox": np.array([*item.center, side], np.float32)}

@@ -15,15 +15,8 @@ One `Adaptor` serves every entry point (the 3DPW benchmark, internet videos, the
    were taken: a single-level step at theta (batched forward of [frame, exemplar, history], teacher forward, backward,
    Adam, EMA) and another no-grad check forward.
 
-Passes per frame (DynaBOA defaults, k dynamic steps): forwards 4 + 3k (teacher B=1, lower B=2, upper B=3, check B=1;
-each dynamic step: teacher B=1, upper B=3, check B=1), backwards 2 + k. The original needs at least 9 forwards and
-2 backwards for the bilevel part alone, with 2 full-resolution image reads (docs/method.md §12). The `fast` preset (one
-level at theta with the frame and teacher losses, no probe, no dynamic steps) needs 3 forwards (teacher, step, check;
-all B=1) and 1 backward that stops at the last ResNet stage.
-
-Only parameters with `requires_grad` are adapted: Adam, the probe and the teacher EMA touch nothing else
-(`freeze_unadapted` applies a preset's scope). Adam is the fused implementation (one kernel for all tensors; the
-per-tensor loop is several times slower on CPU) and the EMA one `_foreach_lerp_`.
+Passes per frame, and why Adam is the fused implementation and the EMA one `_foreach_lerp_`: docs/method.md §12. Only
+parameters with `requires_grad` are adapted (`freeze_unadapted` applies a preset's scope).
 
 Motion history is a ring buffer of the last `interval` frames of the current track, reset whenever the track changes
 (the original keeps every frame forever and pairs frames across tracks, docs/method.md §11 items 6-7). The motion

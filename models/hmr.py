@@ -359,27 +359,6 @@ def _check_keys(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path 
     raise CheckpointError("\n".join(lines))
 
 
-def save_hmr_checkpoint(model: HMR, path: Path, half: bool = False, extra: dict[str, Any] | None = None) -> None:
-    """Write `{'model': {'module.' + key: tensor}, **extra}`, the layout the original code reads.
-
-    Args:
-        model: the network to save.
-        path: output file; its folder is created.
-        half: store floating tensors as float16 (half the size; `load_hmr_checkpoint` restores float32).
-        extra: other top-level entries (e.g. `{'epoch': 3}`); must not contain 'model'.
-    """
-    extra = dict(extra or {})
-    if "model" in extra:
-        raise ValueError("extra must not contain the key 'model'")
-    state = {CHECKPOINT_PREFIX + key: (value.half() if half and value.is_floating_point() else value).detach().cpu()
-             for key, value in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, **extra}, path)
-
-
-
-
 def validate_mean_params(params: Mapping[str, Any], source: Path | str = "mean parameters") -> dict[str, np.ndarray]:
     """`pose (144,)`, `shape (10,)`, `cam (3,)` as float32 arrays; ValueError naming what is wrong."""
     missing = [key for key in MEAN_PARAM_SHAPES if key not in params]

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from config import POSITIVE, AdaptConfig, DataPaths, config_to_dict, option
-from datasets.base import StreamItem, collate_single
+from datasets.base import collate_single, sequence_ranges, stream_tracks
 from datasets.checkpoint import input_size
 from datasets.pw3d import DETECTED_KEYPOINTS, GT_KEYPOINTS, KEYPOINT_SOURCES
-from datasets.results import FIELDS, RunWriter, savez_atomic, summarize
+from datasets.results import FIELDS, RunWriter, prediction_arrays, savez_atomic, summarize
 from datasets.runrecord import SYNTHETIC_NOTE, RunExists, clear_run, holds_run, provenance, resume_record
 from models.adaptor import Adaptor, Runtime
 from models.hmr import load_hmr_checkpoint
@@ -44,7 +44,6 @@ from pipelines.budget import Budget
 from pipelines.cluster import BACKENDS, Task, raise_failures, run_tasks
 from pipelines.divergence import UpdateCount, require_finite
 from pipelines.passes import adapt_passes, frame_of, stream_end
-from utils.geometry import full_image_camera, rotmat_to_axis_angle, weak_cam_to_translation
 from utils.io import atomic_path, write_json
 from utils.keypoints import CONFIDENCE_MODES
 from utils.runtime import resolve_device, seed_everything
@@ -166,49 +165,9 @@ def adaptor_for_run(run: RunConfig, adapt: AdaptConfig, paths: DataPaths, device
                          run.seed, Runtime(bf16=run.bf16, channels_last=run.channels_last))
 
 
-def prediction_arrays(item: StreamItem, res, focal_length: float) -> dict[str, np.ndarray]:
-    """What is kept of a frame (one row of results.npz): ids, SMPL parameters, cameras and the box.
-
-    The full-image camera has focal `focal_length` (0: EasyMocap's 1.2 min(W, H)) at the image centre; its
-    translation comes from the crop camera as docs/method.md §2.4 derives.
-    """
-    out = res.output
-    rotmat = out.pred_rotmat[0].detach()
-    width, height = item.img_size
-    side = item.scale * 200.0
-    cam = out.pred_cam.detach()
-    cam_full, focal = full_image_camera(cam, item.center, item.scale, item.img_size, focal_length)
-    return {"index": np.int64(item.index), "track": np.str_(f"{item.track[0]}:{item.track[1]}"),
-            "frame_id": np.int64(item.frame_id), "imgname": np.str_(item.imgname),
-            "rotmat": rotmat.cpu().numpy(), "pose": rotmat_to_axis_angle(rotmat).reshape(72).cpu().numpy(),
-            "betas": out.pred_betas[0].detach().cpu().numpy(), "pred_cam": cam[0].cpu().numpy(),
-            "cam_t": weak_cam_to_translation(cam)[0].cpu().numpy(), "cam_t_full": cam_full[0].cpu().numpy(),
-            "focal_length": np.float32(focal), "img_size": np.array([width, height], np.int64),
-            "bbox": np.array([*item.center, side], np.float32)}
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Sequences
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def stream_tracks(stream: torch.utils.data.Dataset) -> list[tuple[str, int]]:
-    """(sequence, person id) of every item, read without decoding any image."""
-    return list(stream.tracks)
-
-
-def sequence_ranges(tracks: Sequence[tuple[str, int]], end: int) -> list[tuple[str, int, int]]:
-    """(sequence name, first index, end index) of the contiguous runs of one sequence among the first `end` items."""
-    ranges: list[tuple[str, int, int]] = []
-    for index, (name, _) in enumerate(tracks[:end]):
-        if ranges and ranges[-1][0] == name:
-            ranges[-1] = (name, ranges[-1][1], index + 1)
-        else:
-            ranges.append((name, index, index + 1))
-    names = [name for name, _, _ in ranges]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a sequence appears in more than one stretch of the stream: {names}")
-    return ranges
 
 
 def start_sequence(adaptor: Adaptor, seed: int, name: str) -> None:

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from datasets.checkpoint import save_hmr_checkpoint
 from models.hmr import (
     HMR,
     CheckpointError,
     infer_backbone,
     load_hmr_checkpoint,
     load_mean_params,
-    save_hmr_checkpoint,
     save_mean_params,
 )
 from utils.geometry import rot6d_to_rotmat

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import dynaboa
-from pipelines import session
+from datasets.base import sequence_ranges
 
 FRAMES = 13  # the tiny world's sequences have 10 frames: two sequences, the second one cut short
 
@@ -87,7 +87,7 @@ def test_jobs_need_reset_per_sequence():
 
 def test_sequence_ranges():
     tracks = [("a", 0)] * 3 + [("a", 1)] * 2 + [("b", 0)] * 2 + [("c", 0)]
-    assert session.sequence_ranges(tracks, 8) == [("a", 0, 5), ("b", 5, 7), ("c", 7, 8)]
-    assert session.sequence_ranges(tracks, 6) == [("a", 0, 5), ("b", 5, 6)]
+    assert sequence_ranges(tracks, 8) == [("a", 0, 5), ("b", 5, 7), ("c", 7, 8)]
+    assert sequence_ranges(tracks, 6) == [("a", 0, 5), ("b", 5, 6)]
     with pytest.raises(ValueError, match="more than one stretch"):
-        session.sequence_ranges([("a", 0), ("b", 0), ("a", 1)], 3)
+        sequence_ranges([("a", 0), ("b", 0), ("a", 1)], 3)

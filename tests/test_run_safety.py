@@ -50,11 +50,11 @@ def test_resume_refuses_changed_options_and_keeps_config(world, tmp_path, capsys
 def test_ctrl_c_prints_the_resume_command_that_works(world, tmp_path, capsys, monkeypatch):
     real_step, calls = Adaptor.step, []
 
-    def interrupted(self, frame):
+    def interrupted(self, frame, **options):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_step(self, frame)
+        return real_step(self, frame, **options)
 
     monkeypatch.setattr(Adaptor, "step", interrupted)
     assert dynaboa.main(argv(world, tmp_path, "c", "--max-frames", "4", "--chunk", "1")) == 130

@@ -4,7 +4,7 @@ work, two launches into one folder cannot both run, and a batch does not collide
 
 The script runs on the tiny synthetic world (a random ResNet-18 at 64 px) with noise clips: the detector finds no
 person, so a first run stops after detection ("no person found"); a test then writes the detector's output by hand
-(a person) and continues with --resume, as the existing tests of issue 15 do.
+(a person) and continues with --resume, as tests/test_internet_safety.py does.
 """
 from __future__ import annotations
 
