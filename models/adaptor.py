@@ -176,8 +176,9 @@ class Adaptor:
         with self._section("step"):
             teacher_out, key = self._teacher_forward(frame, passes)
             frame, gated = self._gate(frame, teacher_out)
-            if cfg.landmark_flip_skip and teacher_out is not None and self.landmarks.flipped(
-                    frame.landmarks, self.smpl(**teacher_out.smpl_params()).joints[:, GT_SLICE]):
+            if (cfg.landmark_flip_skip and teacher_out is not None and frame.landmarks is not None  # else no SMPL
+                    and self.landmarks.flipped(frame.landmarks,
+                                               self.smpl(**teacher_out.smpl_params()).joints[:, GT_SLICE])):
                 return self._predict(frame, passes, updated=False, reason="landmarks flipped")  # teacher3d.py
             if cfg.use_boa:
                 before = self._bilevel(frame, teacher_out, key, passes, logs)
